@@ -29,12 +29,87 @@ COMMON: dict[str, dict[str, Any]] = {
 
 #: Per-chapter values, by profile. Each chapter's owner edits only its own entry.
 CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
-    "01": {"smoke": {}, "default": {}, "full": {}},
-    "02": {"smoke": {}, "default": {}, "full": {}},
-    "03": {"smoke": {}, "default": {}, "full": {}},
-    "04": {"smoke": {}, "default": {}, "full": {}},
-    "05": {"smoke": {}, "default": {}, "full": {}},
-    "06": {"smoke": {}, "default": {}, "full": {}},
+    "01": {"smoke": {"n_simulations": 3, "top_k": 5, "heatmap_images": 8},
+           "default": {"n_simulations": 20, "top_k": 5, "heatmap_images": 12},
+           "full": {"n_simulations": 20, "top_k": 5, "heatmap_images": 12}},
+    # 02 Kiros VSE. full: the authors' settings (embedding/LSTM 1024, words 300, margin 0.2,
+    # Adam 2e-4, batch 128, 15 epochs, clip 2). smoke/default: ours, sized for 2 CPU cores.
+    "02": {"smoke": {"embed_size": 32, "word_dim": 32, "epochs": 2, "batch_size": 64,
+                     "lr": 2e-3, "lr_update": None, "margin": 0.2, "gallery_queries": 2},
+           "default": {"embed_size": 128, "word_dim": 64, "epochs": 5, "batch_size": 128,
+                       "lr": 2e-3, "lr_update": 4, "margin": 0.2, "gallery_queries": 3},
+           "full": {"embed_size": 1024, "word_dim": 300, "epochs": 15, "batch_size": 128,
+                    "lr": 2e-4, "lr_update": None, "margin": 0.2, "gallery_queries": 3}},
+    # 03 VSE++. full: the paper (embedding 1024, words 300, margin 0.2, Adam 2e-4 for 15 epochs
+    # then x0.1, 30 epochs, batch 128, clip 2). smoke/default: ours, sized for 2 CPU cores;
+    # warmup = fraction of training with the sum loss before max violation.
+    "03": {"smoke": {"embed_size": 32, "word_dim": 32, "epochs": 2, "batch_size": 64,
+                     "lr": 2e-3, "lr_update": None, "margin": 0.2, "warmup": 0.5, "n_seeds": 1,
+                     "sweep_batch_sizes": [32], "sweep_epochs": 1, "tsne_points": 60},
+           "default": {"embed_size": 128, "word_dim": 64, "epochs": 5, "batch_size": 128,
+                       "lr": 2e-3, "lr_update": 4, "margin": 0.2, "warmup": 0.2, "n_seeds": 3,
+                       "sweep_batch_sizes": [32, 128, 512], "sweep_epochs": 2,
+                       "tsne_points": 400},
+           "full": {"embed_size": 1024, "word_dim": 300, "epochs": 30, "batch_size": 128,
+                    "lr": 2e-4, "lr_update": 15, "margin": 0.2, "warmup": 0.1, "n_seeds": 1,
+                    "sweep_batch_sizes": [32, 128, 512], "sweep_epochs": 5,
+                    "tsne_points": 1000}},
+    # 04 SCAN. full: the paper (Sec. 4: embedding 1024, words 300, bi-GRU, margin 0.2, max
+    # violation, batch 128, clip 2, lambda_softmax 9 t-i / 4 i-t, lambda_lse 6; F30K Adam 2e-4,
+    # 30 epochs, x0.1 at 15; COCO 5e-4, 20 epochs, x0.1 at 10 - the lr/epochs below are F30K's).
+    # smoke/default: ours, sized for 2 CPU cores (small embedding, few epochs, 1K protocol).
+    "04": {"smoke": {"embed_size": 16, "word_dim": 16, "epochs": 1, "batch_size": 64,
+                     "lr": 2e-3, "lr_update": None, "margin": 0.2, "lambda_softmax_t2i": 9.0,
+                     "lambda_softmax_i2t": 4.0, "lambda_lse": 6.0, "cost_images": 100,
+                     "cost_captions": 20},
+           "default": {"embed_size": 64, "word_dim": 64, "epochs": 4, "batch_size": 128,
+                       "lr": 2e-3, "lr_update": 3, "margin": 0.2, "lambda_softmax_t2i": 9.0,
+                       "lambda_softmax_i2t": 4.0, "lambda_lse": 6.0, "cost_images": 500,
+                       "cost_captions": 50},
+           "full": {"embed_size": 1024, "word_dim": 300, "epochs": 30, "batch_size": 128,
+                    "lr": 2e-4, "lr_update": 15, "margin": 0.2, "lambda_softmax_t2i": 9.0,
+                    "lambda_softmax_i2t": 4.0, "lambda_lse": 6.0, "cost_images": 1000,
+                    "cost_captions": 200}},
+    # 05 MMCA. full: the paper (Sec. 4.2: d = 256, 16 heads, Adam 2e-4 for 10 epochs then x0.1,
+    # 20 epochs, batch 64, margin 0.2, frozen BERT). smoke/default: ours, sized for 2 CPU cores:
+    # small d, few epochs, a training subset, exact cross-attention evaluation on a test subset.
+    "05": {"smoke": {"embed_size": 16, "heads": 4, "alpha": 0.2, "epochs": 1, "batch_size": 32,
+                     "lr": 1e-3, "lr_update": None, "n_train_images": 150, "n_dev_images": 40,
+                     "n_eval_images": 60, "hidden_sizes": [8], "alphas": [0.0],
+                     "ablations": False, "two_stage_k": [5], "tsne_points": 60},
+           "default": {"embed_size": 32, "heads": 4, "alpha": 0.2, "epochs": 2, "batch_size": 32,
+                       "lr": 1e-3, "lr_update": 1, "n_train_images": 800, "n_dev_images": 100,
+                       "n_eval_images": 200, "hidden_sizes": [16, 64], "alphas": [0.0, 0.8],
+                       "ablations": True, "two_stage_k": [5, 20, 50], "tsne_points": 300},
+           "full": {"embed_size": 256, "heads": 16, "alpha": 0.2, "epochs": 20, "batch_size": 64,
+                    "lr": 2e-4, "lr_update": 10, "n_train_images": None, "n_dev_images": None,
+                    "n_eval_images": None, "hidden_sizes": [64, 128, 512],
+                    "alphas": [0.0, 0.1, 0.4, 0.8], "ablations": True,
+                    "two_stage_k": [10, 50, 100], "tsne_points": 1000}},
+    # 06 A3VSE. full: the paper (H 512, K 3, words 300, Adam 5e-4 then x0.1 after epoch 16 of
+    # 24, batch 128, the paper's lambda weights, Flickr30K grid). smoke/default: ours, for 2 CPU
+    # cores: every run trains steps_per_epoch * epochs steps; adv_scale shrinks the lambdas.
+    "06": {"smoke": {"fractions": [0.5, 0.1], "captions": [1, 5], "degeneration": [1.0, 0.1],
+                     "degeneration_models": ["vsepp", "scan"],
+                     "table2_settings": [[0.1, 5], [0.5, 1]], "ablation_setting": [0.1, 5],
+                     "baselines": ["vsepp", "scan"], "embed_size": 16, "word_dim": 16,
+                     "adv_scale": 0.1, "disc_hidden": 16, "batch_size": 32, "epochs": 1,
+                     "steps_per_epoch": 4, "lr": 2e-3, "lr_update": None, "tsne_points": 40},
+           "default": {"fractions": [0.5, 0.1], "captions": [1, 2, 5],
+                       "degeneration": [1.0, 0.5, 0.2, 0.1, 0.02],
+                       "degeneration_models": ["vsepp"],
+                       "table2_settings": [[0.1, 5], [0.5, 2]], "ablation_setting": [0.1, 5],
+                       "baselines": ["vsepp", "scan"], "embed_size": 64, "word_dim": 64,
+                       "adv_scale": 0.1, "disc_hidden": 64, "batch_size": 128, "epochs": 5,
+                       "steps_per_epoch": 50, "lr": 2e-3, "lr_update": None,
+                       "tsne_points": 150},
+           "full": {"fractions": [0.5, 0.2, 0.1], "captions": [1, 2, 5],
+                    "degeneration": [1.0, 0.5, 0.2, 0.1, 0.02],
+                    "degeneration_models": ["vsepp", "scan"],
+                    "table2_settings": [[0.1, 5], [0.5, 2]], "ablation_setting": [0.1, 5],
+                    "baselines": ["vsepp", "scan"], "embed_size": 512, "word_dim": 300,
+                    "adv_scale": 1.0, "disc_hidden": 512, "batch_size": 128, "epochs": 24,
+                    "steps_per_epoch": None, "lr": 5e-4, "lr_update": 16, "tsne_points": 500}},
     "07": {"smoke": {}, "default": {}, "full": {}},
 }
 

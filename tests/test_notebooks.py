@@ -1,0 +1,51 @@
+"""Chapter notebooks: committed shape (outline, parameters, no outputs) and a smoke-profile run.
+
+The smoke runs execute through ``xmrlib.reproduce`` (papermill, like ``make book``) into the
+git-ignored ``build/`` folder, once per session (tests/smoke_runs.py; the book test reuses them).
+"""
+
+import json
+
+import nbformat
+import pytest
+from smoke_runs import smoke_run, using_test_results
+
+from xmrlib import reproduce as rp
+from xmrlib.utils import repo_root
+
+NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_outline(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: outputs committed"
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{path.name}: expected exactly one cell tagged 'parameters'"
+    names = {line.split("=")[0].strip() for line in params[0].source.splitlines()
+             if "=" in line and not line.lstrip().startswith("#")}
+    assert set(rp.BASE_PARAMETERS) <= names, f"{path.name}: parameters cell lacks {set(rp.BASE_PARAMETERS) - names}"
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert markdown.lstrip().startswith("# "), f"{path.name}: must open with a title"
+    for heading in ("## Goals", "## Summary", "## Exercises", "## References"):
+        assert heading in markdown, f"{path.name}: missing section {heading!r}"
+    assert "```{exercise}" in markdown and "```{solution" in markdown, path.name
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_smoke_run(path):
+    chapter = path.name[:2]
+    outcome, wall = smoke_run(chapter)
+    assert outcome.status == "complete", outcome.error
+    executed = nbformat.read(outcome.executed, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors
+    with using_test_results():
+        info = json.loads((rp.results_dir("smoke", "shapes", chapter) / "run.json").read_text())
+    assert info["status"] == "complete" and info["parameters"]["profile"] == "smoke"
+    assert wall < 120, f"{path.name}: smoke run took {wall:.0f} s (budget 60 s)"

@@ -1,0 +1,77 @@
+"""Checks of the transcribed paper numbers (xmrlib.papers)."""
+
+import math
+
+import pytest
+
+from xmrlib.papers import METRIC_COLUMNS, PAPERS, paper_row, paper_rows, paper_table
+
+SOURCE_FIELDS = ("row_id", "paper", "citation", "table", "dataset", "protocol", "features", "method")
+RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
+
+
+def test_every_row_has_its_source_fields():
+    df = paper_rows()
+    assert df["row_id"].is_unique
+    for _, row in df.iterrows():
+        for name in SOURCE_FIELDS:
+            assert isinstance(row[name], str) and row[name].strip(), (row["row_id"], name)
+        assert row["paper"] in PAPERS
+        assert row["protocol"] in ("1k", "5fold1k", "5k"), row["row_id"]
+        assert row["dataset"] in ("Flickr8K", "Flickr30K", "MS-COCO"), row["row_id"]
+
+
+def test_values_in_range_and_rsum_consistent():
+    inconsistent = []
+    for _, row in paper_rows().iterrows():
+        for k in RECALLS:
+            v = row[k]
+            assert math.isnan(v) or 0.0 <= v <= 100.0, (row["row_id"], k, v)
+        for k in ("i2t_medr", "t2i_medr"):
+            assert math.isnan(row[k]) or row[k] >= 1.0, (row["row_id"], k)
+        # R@1 <= R@5 <= R@10 within a direction (where given)
+        for d in ("i2t", "t2i"):
+            given = [row[f"{d}_r{k}"] for k in (1, 5, 10) if not math.isnan(row[f"{d}_r{k}"])]
+            assert given == sorted(given), (row["row_id"], d, given)
+        parts = [row[k] for k in RECALLS]
+        if not any(math.isnan(p) for p in parts):
+            total = 0.0
+            for p in parts:
+                total += p
+            if abs(total - row["rsum"]) > 0.05:
+                inconsistent.append(row["row_id"])
+        else:
+            assert math.isnan(row["rsum"]), row["row_id"]
+    assert not inconsistent, f"rsum inconsistent with its parts: {inconsistent}"
+
+
+def test_hand_checked_rows():
+    rr = paper_row("kiros2014/table_2/1k/random_ranking")
+    assert (rr["i2t_r1"], rr["i2t_r10"], rr["i2t_medr"]) == (0.1, 1.1, 631.0)
+    assert (rr["t2i_r1"], rr["t2i_r10"], rr["t2i_medr"]) == (0.1, 1.0, 500.0)
+    # A3VSE tables list text-to-image first: check the mapping on the full model of Table 2
+    a3 = paper_row("a3vse2019/table_2/1k/a3vse_100_ann_145_000_pairs")
+    assert (a3["t2i_r1"], a3["i2t_r1"]) == (49.5, 65.0)
+    scan = paper_rows("scan2018", "Table 1")
+    best = scan[scan["method"] == "SCAN t-i AVG + i-t LSE"].iloc[0]
+    assert (best["i2t_r1"], best["t2i_r10"], best["features"]) == (67.4, 85.2, "BUTD 36x2048")
+
+
+def test_paper_only_rows_and_disagreements_are_flagged():
+    vsepp = paper_rows("vsepp2018")
+    assert (~vsepp["reproducible"]).sum() == 10  # everything but the two one-centre-crop rows
+    notes = " ".join(paper_rows()["note"])
+    assert "lambda1=10" in notes and "72.8" in notes and "23,200" in notes
+
+
+def test_paper_table_and_errors():
+    t = paper_table("mmca2020/Table 6")
+    assert list(t["method"]) == [f"MMCA alpha={a}" for a in ("0.1", "0.2", "0.4", "0.8")]
+    assert "i2t_medr" not in t.columns and set(RECALLS) <= set(t.columns)
+    with pytest.raises(ValueError, match="unknown paper"):
+        paper_rows("nope")
+    with pytest.raises(ValueError, match="expected '<paper>/<table>'"):
+        paper_table("kiros2014")
+    with pytest.raises(KeyError, match="no paper row"):
+        paper_row("kiros2014/x")
+    assert set(METRIC_COLUMNS) <= set(paper_rows().columns)

@@ -1,0 +1,205 @@
+"""SCAN's cross attention against a plain per-caption loop written the way the official code
+(kuanghuei/SCAN, model.py) computes it: one caption at a time, cut to its length, repeated over
+the images, attended, cosine, aggregated."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from xmrlib.models.scan import (AGGREGATIONS, RAW_FEATURE_NORMS, split_scores_over_ranks,
+                                summax_scores, xattn_scores)
+
+
+def ref_attend(query, context, norm, smooth):
+    """query (n, Lq, d), context (n, Lc, d) -> attended context (n, Lq, d), official style."""
+    attn = torch.bmm(context, query.transpose(1, 2))  # (n, Lc, Lq)
+    if norm.startswith("clipped"):
+        attn = torch.nn.LeakyReLU(0.1)(attn)
+    if norm.endswith("l2norm"):
+        attn = attn / (attn.pow(2).sum(2, keepdim=True).sqrt() + 1e-8)
+    elif norm.endswith("l1norm"):
+        attn = attn / (attn.abs().sum(2, keepdim=True) + 1e-8)
+    elif norm == "softmax":
+        attn = torch.softmax(attn, dim=2)
+    attn = torch.softmax(attn.transpose(1, 2) * smooth, dim=2)  # (n, Lq, Lc) over the context
+    return torch.bmm(attn, context)
+
+
+def ref_cosine(x, y):
+    return (x * y).sum(2) / (x.norm(dim=2) * y.norm(dim=2)).clamp(min=1e-8)
+
+
+def ref_agg(row, agg, lam):
+    if agg == "LSE":
+        return torch.log(torch.exp(row * lam).sum(1)) / lam
+    if agg == "Max":
+        return row.max(1)[0]
+    if agg == "Sum":
+        return row.sum(1)
+    return row.mean(1)
+
+
+def ref_scores(images, captions, cap_lens, attention, lam, agg, lam_lse, norm, img_lens=None):
+    n_img = images.shape[0]
+    out = torch.zeros(n_img, captions.shape[0], dtype=images.dtype)
+    for j in range(captions.shape[0]):
+        cap = captions[j, :cap_lens[j]]
+        for i in range(n_img):  # images one by one, so each can have its own region count
+            img = images[i, :(img_lens[i] if img_lens is not None else images.shape[1])]
+            if attention == "t2i":
+                ctx = ref_attend(cap[None], img[None], norm, lam)
+                row = ref_cosine(cap[None], ctx)
+            else:
+                ctx = ref_attend(img[None], cap[None], norm, lam)
+                row = ref_cosine(img[None], ctx)
+            out[i, j] = ref_agg(row, agg, lam_lse)[0]
+    return out
+
+
+def ref_summax(images, captions, cap_lens, attention):
+    out = torch.zeros(images.shape[0], captions.shape[0], dtype=images.dtype)
+    for i in range(images.shape[0]):
+        for j in range(captions.shape[0]):
+            total = 0.0
+            regions, words = images[i], captions[j, :cap_lens[j]]
+            outer, inner = (words, regions) if attention == "t2i" else (regions, words)
+            for q in outer:
+                total += max(float(torch.dot(q, k) / (q.norm() * k.norm())) for k in inner)
+            out[i, j] = total
+    return out
+
+
+def random_inputs(n_img=5, n_cap=7, n_reg=4, n_word=6, d=8, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n_img, n_reg, d, generator=g, dtype=dtype)
+    captions = torch.randn(n_cap, n_word, d, generator=g, dtype=dtype)
+    images = images / images.norm(dim=-1, keepdim=True)
+    captions = captions / captions.norm(dim=-1, keepdim=True)
+    cap_lens = torch.randint(1, n_word + 1, (n_cap,), generator=g)
+    cap_lens[0] = n_word
+    return images, captions, cap_lens
+
+
+@pytest.mark.parametrize("attention,norm", list(itertools.product(("t2i", "i2t"),
+                                                                  RAW_FEATURE_NORMS)))
+def test_xattn_matches_official_loop(attention, norm):
+    images, captions, cap_lens = random_inputs(seed=len(norm))
+    lam = 9.0 if attention == "t2i" else 4.0
+    for agg in AGGREGATIONS:
+        expected = ref_scores(images, captions, cap_lens, attention, lam, agg, 6.0, norm)
+        got = xattn_scores(images, captions, cap_lens, attention=attention, lambda_softmax=lam,
+                           agg=agg, raw_feature_norm=norm, chunk_size=(2, 3))
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_chunking_and_alias_and_numpy_inputs():
+    images, captions, cap_lens = random_inputs(n_img=11, n_cap=13)
+    full = xattn_scores(images, captions, cap_lens, chunk_size=1000)
+    for chunk in [(3, 5), (4, 7), 1]:
+        torch.testing.assert_close(xattn_scores(images, captions, cap_lens, chunk_size=chunk),
+                                   full, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(xattn_scores(images, captions, cap_lens, direction="t2i"), full)
+    got = xattn_scores(images.numpy(), captions.numpy(), cap_lens.numpy(), chunk_size=(4, 4))
+    torch.testing.assert_close(got, full, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="disagree"):
+        xattn_scores(images, captions, cap_lens, attention="t2i", direction="i2t")
+    with pytest.raises(ValueError, match="cap_lens"):
+        xattn_scores(images, captions, cap_lens * 0)
+
+
+@pytest.mark.parametrize("attention", ["t2i", "i2t"])
+def test_padding_is_ignored(attention):
+    images, captions, cap_lens = random_inputs(n_img=4, n_cap=5)
+    img_lens = torch.tensor([4, 2, 3, 1])
+    expected = ref_scores(images, captions, cap_lens, attention, 5.0, "AVG", 6.0,
+                          "clipped_l2norm", img_lens=img_lens)
+    # garbage in the padded regions and two extra padded word positions
+    junk_images = images.clone()
+    for i, n in enumerate(img_lens):
+        junk_images[i, n:] = 7.0
+    junk_caps = torch.cat([captions, 5 * torch.ones(5, 2, captions.shape[-1])], 1)
+    for j, n in enumerate(cap_lens):
+        junk_caps[j, n:] = -3.0
+    for norm in ["clipped_l2norm", "softmax"]:
+        expected = ref_scores(images, captions, cap_lens, attention, 5.0, "AVG", 6.0, norm,
+                              img_lens=img_lens)
+        got = xattn_scores(junk_images, junk_caps, cap_lens, attention=attention,
+                           lambda_softmax=5.0, agg="AVG", raw_feature_norm=norm,
+                           img_lens=img_lens, chunk_size=(3, 2))
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_flow():
+    images, captions, cap_lens = random_inputs(n_img=2, n_cap=3, n_reg=3, n_word=4, d=5,
+                                               dtype=torch.float64)
+    images.requires_grad_(True)
+    captions.requires_grad_(True)
+    img_lens = torch.tensor([3, 2])
+    for attention, norm in itertools.product(["t2i", "i2t"], ["clipped_l2norm", "softmax"]):
+        def fn(im, ca):
+            return xattn_scores(im, ca, cap_lens, attention=attention, raw_feature_norm=norm,
+                                img_lens=img_lens, chunk_size=(1, 2))
+        assert torch.autograd.gradcheck(fn, (images, captions))
+
+
+@pytest.mark.parametrize("attention", ["t2i", "i2t"])
+def test_summax_matches_loop(attention):
+    images, captions, cap_lens = random_inputs(n_img=3, n_cap=4)
+    images = images * 2.5  # raw cosine, independent of the norms
+    got = summax_scores(images, captions, cap_lens, attention=attention, chunk_size=(2, 3))
+    torch.testing.assert_close(got, ref_summax(images, captions, cap_lens, attention),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_split_over_ranks_equals_single_process():
+    images, captions, cap_lens = random_inputs(n_img=4, n_cap=11)
+    full = xattn_scores(images, captions, cap_lens, attention="i2t", agg="AVG")
+    parts = [split_scores_over_ranks(xattn_scores, images, captions, cap_lens, rank=r,
+                                     world_size=3, attention="i2t", agg="AVG")
+             for r in range(3)]
+    assert [p.shape[1] for p in parts] == [3, 4, 4]
+    torch.testing.assert_close(torch.cat(parts, 1), full)
+    torch.testing.assert_close(split_scores_over_ranks(
+        xattn_scores, images, captions, cap_lens, attention="i2t", agg="AVG"), full)
+
+
+def test_memory_mapped_captions(tmp_path):
+    images, captions, cap_lens = random_inputs(n_img=3, n_cap=9)
+    path = tmp_path / "caps.npy"
+    np.save(path, captions.numpy())
+    mm = np.load(path, mmap_mode="r")
+    torch.testing.assert_close(xattn_scores(images, mm, cap_lens, chunk_size=(2, 4)),
+                               xattn_scores(images, captions, cap_lens), atol=1e-6, rtol=1e-6)
+
+
+def test_model_loss_is_hinge_of_score_matrix():
+    vocab_mod = pytest.importorskip("xmrlib.vocab")
+    from xmrlib.losses import hinge_triplet_loss
+    from xmrlib.models import build_model
+
+    captions = ["a red circle", "a blue square left of a circle", "green", "two red squares"]
+    vocab = vocab_mod.Vocabulary.build(captions).to_dict()
+    torch.manual_seed(0)
+    for name in ["scan", "summax"]:
+        model = build_model(name, vocab=vocab, img_dim=6, embed_size=8, word_dim=5,
+                            attention="i2t", agg="AVG", lambda_softmax=4.0)
+        tokens, lengths = model.tokenize(captions)
+        images = torch.randn(4, 3, 6)
+        n_regions = torch.tensor([3, 2, 3, 1])
+        batch = {"images": images, "n_regions": n_regions, "tokens": tokens, "lengths": lengths}
+        loss, _ = model.loss(batch, 0.5)
+        img = model.encode_images(images, n_regions)
+        cap = model.encode_captions(tokens, lengths)
+        if name == "scan":
+            scores = ref_scores(img, cap, lengths, "i2t", 4.0, "AVG", 6.0, "clipped_l2norm",
+                                img_lens=n_regions)
+        else:
+            scores = model.similarity(img, cap, lengths, n_regions)
+        expected = hinge_triplet_loss(scores, margin=0.2, max_violation=True)
+        torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
+        loss.backward()
+        assert model.txt_enc.embed.weight.grad.abs().sum() > 0

@@ -1,0 +1,247 @@
+"""Tests of xmrlib.viz: figure contents checked against plain loops on tiny inputs."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from xmrlib import viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "scene.png"
+    Image.fromarray(np.full((32, 48, 3), 200, dtype=np.uint8)).save(path)
+    return path
+
+
+def _by_gid(ax, gid):
+    hits = [c for c in ax.collections if c.get_gid() == gid]
+    assert len(hits) == 1, gid
+    return hits[0]
+
+
+def test_import_leaves_rcparams_alone():
+    import importlib
+    import subprocess
+    import sys
+
+    code = ("import matplotlib as m; before = dict(m.rcParams); import xmrlib.viz; "
+            "assert dict(m.rcParams) == before")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert importlib.import_module("xmrlib.viz") is viz
+
+
+def test_palette_is_okabe_ito():
+    okabe_ito = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+                 "#000000"}
+    assert set(viz.PALETTE) == okabe_ito
+    with plt.rc_context():
+        viz.use_book_style()
+        cycle = [c.upper() for c in plt.rcParams["axes.prop_cycle"].by_key()["color"]]
+    assert cycle == [c.upper() for c in viz.PALETTE]
+
+
+def test_category_colors_names_and_others():
+    colours = viz.category_colors(["red", "blue", "circle", "square", "red"])
+    assert colours["red"] == "#D55E00" and colours["blue"] == "#0072B2"
+    assert colours["circle"] != colours["square"]
+    assert not {colours["circle"], colours["square"]} & {"#D55E00", "#0072B2"}
+    assert set(colours.values()) <= set(viz.PALETTE)
+
+
+def test_results_table_labels_and_never_mixes():
+    paper = pd.DataFrame([{"paper_name": "VSE++", "dataset": "MS-COCO", "table": "Table 2",
+                           "method": "VSE0", "i2t_r1": 43.2, "t2i_r1": 33.0}])
+    ours = {"VSE0": {"i2t_r1": 10.0, "t2i_r1": 8.0},
+            "VSE++": [{"i2t_r1": 12.0, "t2i_r1": 9.0}, {"i2t_r1": 14.0, "t2i_r1": 11.0},
+                      {"i2t_r1": 16.0, "t2i_r1": 13.0}]}
+    with pytest.raises(ValueError, match="seed"):
+        viz.results_table(ours, paper, columns=["i2t_r1", "t2i_r1"], profile="default",
+                          dataset="shapes", seed=0)
+    one = viz.results_table({"VSE0": ours["VSE0"]}, paper, columns=["i2t_r1", "t2i_r1"],
+                            profile="default", dataset="shapes", seed=3)
+    assert list(one["source"]) == ["paper", "ours"]
+    assert one.loc[0, "label"] == "paper: VSE++, MS-COCO, Table 2"
+    assert one.loc[0, "i2t_r1"] == 43.2
+    assert one.loc[1, "label"] == "ours: default, shapes, seed 3"
+    assert one.loc[1, "i2t_r1"] == 10.0 and np.isnan(one.loc[1, "i2t_r1_sd"])
+
+    multi = viz.results_table({"VSE++": ours["VSE++"]}, None, columns=["i2t_r1", "t2i_r1"],
+                              profile="default", dataset="shapes", seed=[0, 1, 2])
+    row = multi.iloc[0]
+    assert row["label"] == "ours: default, shapes, seeds 0, 1, 2 (mean ± sd)"
+    assert row["i2t_r1"] == pytest.approx(14.0)
+    assert row["i2t_r1_sd"] == pytest.approx(2.0)  # sample sd of 12, 14, 16
+    assert row["n_seeds"] == 3
+    html = viz.style_results(pd.concat([one, multi], ignore_index=True)).to_html()
+    assert "14.0 ± 2.0" in html and "43.2" in html and "i2t_r1_sd" not in html
+
+
+def test_results_table_rejects_bad_paper_frame():
+    with pytest.raises(ValueError, match="paper_name"):
+        viz.results_table({}, pd.DataFrame([{"method": "x"}]), profile="p", dataset="d")
+
+
+def test_mean_sd_table():
+    t = viz.mean_sd_table([{"rsum": 100.0, "r1": 1.0}, {"rsum": 110.0, "r1": 3.0}])
+    assert t.loc["rsum", "mean"] == 105.0
+    assert t.loc["r1", "sd"] == pytest.approx(np.sqrt(2.0))
+    assert t.loc["rsum", "n"] == 2
+
+
+def test_retrieval_ranks_against_loops():
+    rng = np.random.default_rng(0)
+    sims = rng.normal(size=(4, 20))
+    i2t, t2i = viz.retrieval_ranks(sims, 5)
+    for i in range(4):
+        order = list(np.argsort(-sims[i]))
+        assert i2t[i] == 1 + min(order.index(j) for j in range(5 * i, 5 * i + 5))
+    for j in range(20):
+        order = list(np.argsort(-sims[:, j]))
+        assert t2i[j] == 1 + order.index(j // 5)
+    with pytest.raises(ValueError, match="expected"):
+        viz.retrieval_ranks(sims[:, :19], 5)
+
+
+def test_topk_helpers():
+    sims = np.array([[0.1, 0.9, 0.5], [0.8, 0.2, 0.7]])
+    assert list(viz.topk_for_image(sims, 0, 2)) == [1, 2]
+    assert list(viz.topk_for_caption(sims, 2, 2)) == [1, 0]
+
+
+def test_sim_heatmap_and_rank_histogram():
+    sims = np.random.default_rng(0).normal(size=(3, 15))
+    fig = viz.plot_sim_heatmap(sims, 5)
+    assert len(fig.axes[0].patches) == 3  # one ground-truth block per image
+    fig = viz.plot_rank_histogram(np.array([1, 2, 2]), np.array([1, 1, 60]), max_rank=10)
+    heights = [p.get_height() for p in fig.axes[1].patches]
+    assert heights[0] == 2 and heights[-1] == 1  # rank 60 lands in the overflow bin
+    assert len(heights) == 11 and "11 = beyond 10" in fig.axes[1].get_xlabel()
+    fig = viz.plot_rank_histogram(np.array([1, 3]), np.array([2, 2]))
+    assert [p.get_height() for p in fig.axes[0].patches] == [1, 0, 1]
+
+
+def _naive_negatives(s, max_violation, margin):
+    b = len(s)
+    i2t = np.zeros((b, b), bool)
+    t2i = np.zeros((b, b), bool)
+    for i in range(b):
+        cands = [j for j in range(b) if j != i]
+        if max_violation:
+            cands = [max(cands, key=lambda j: s[i, j])]
+        for j in cands:
+            i2t[i, j] = margin - s[i, i] + s[i, j] > 0
+    for j in range(b):
+        cands = [i for i in range(b) if i != j]
+        if max_violation:
+            cands = [max(cands, key=lambda i: s[i, j])]
+        for i in cands:
+            t2i[i, j] = margin - s[j, j] + s[i, j] > 0
+    return i2t, t2i
+
+
+@pytest.mark.parametrize("max_violation", [False, True])
+def test_batch_negatives_marks_naive_cells(max_violation):
+    s = np.random.default_rng(1).uniform(-0.3, 0.6, size=(6, 6))
+    want_i2t, want_t2i = _naive_negatives(s, max_violation, 0.2)
+    fig = viz.plot_batch_negatives(s, max_violation=max_violation, margin=0.2)
+    ax = fig.axes[0]
+    got_i2t = {(round(y), round(x + 0.15)) for x, y in _by_gid(ax, "i2t").get_offsets()}
+    got_t2i = {(round(y), round(x - 0.15)) for x, y in _by_gid(ax, "t2i").get_offsets()}
+    assert got_i2t == set(zip(*np.nonzero(want_i2t)))
+    assert got_t2i == set(zip(*np.nonzero(want_t2i)))
+    assert len(_by_gid(ax, "positive").get_offsets()) == 6
+    if max_violation:
+        assert want_i2t.sum(axis=1).max() <= 1
+
+
+def test_recall_vs_cost_quality_degeneration():
+    fig = viz.plot_recall_vs([32, 64, 128], {"VSE0": [1, 2, 3], "VSE++": [2, 3, 5]}, "batch")
+    assert [ln.get_label() for ln in fig.axes[0].lines] == ["VSE0", "VSE++"]
+    with pytest.raises(ValueError, match="VSE0"):
+        viz.plot_recall_vs([1, 2], {"VSE0": [1]}, "x")
+    df = pd.DataFrame({"model": ["a", "b"], "eval_time_s": [0.1, 2.0], "rsum": [100, 200]})
+    assert len(viz.plot_cost_quality(df).axes[0].collections) == 2
+    deg = pd.DataFrame({"model": ["vsepp"] * 3 + ["scan"] * 3, "pct_ann": [100, 10, 50] * 2,
+                        "t2i_r1": [30, 5, 20, 40, 8, 25]})
+    lines = viz.plot_degeneration(deg).axes[0].lines
+    assert sorted(ln.get_label() for ln in lines) == ["scan", "vsepp"]
+    vsepp = next(ln for ln in lines if ln.get_label() == "vsepp")
+    assert list(vsepp.get_xdata()) == [10, 50, 100] and list(vsepp.get_ydata()) == [5, 20, 30]
+
+
+def test_training_curves_from_history_dicts():
+    hist = {"steps": [{"step": s, "epoch": 1 + s // 5, "loss": float(10 - s)} for s in range(10)],
+            "epochs": [{"epoch": 1, "rsum": 50.0}, {"epoch": 2, "rsum": 80.0}]}
+    fig = viz.plot_training_curves({"vse0": hist, "vsepp": {k: pd.DataFrame(v)
+                                                            for k, v in hist.items()}}, smooth=2)
+    loss_line = fig.axes[0].lines[0]
+    assert loss_line.get_ydata()[1] == pytest.approx(9.5)  # mean of 10 and 9
+    assert list(fig.axes[1].lines[1].get_ydata()) == [50.0, 80.0]
+    with pytest.raises(KeyError, match="epochs"):
+        viz.plot_training_curves({"x": {"steps": hist["steps"]}})
+
+
+def test_tsne_joint_shape_and_seed():
+    rng = np.random.default_rng(0)
+    img, cap = rng.normal(size=(8, 6)), rng.normal(size=(40, 6))
+    li = ["red", "blue"] * 4
+    lc = [li[j // 5] for j in range(40)]
+    ax1 = viz.tsne_joint(img, cap, li, lc, n_pairs_linked=4, seed=1).axes[0]
+    ax2 = viz.tsne_joint(img, cap, li, lc, n_pairs_linked=4, seed=1).axes[0]
+    assert _by_gid(ax1, "images").get_offsets().shape == (8, 2)
+    assert _by_gid(ax1, "captions").get_offsets().shape == (40, 2)
+    np.testing.assert_allclose(_by_gid(ax1, "images").get_offsets(),
+                               _by_gid(ax2, "images").get_offsets())
+    assert len(ax1.lines) == 4
+    with pytest.raises(ValueError, match="captions per image"):
+        viz.tsne_joint(img, cap[:39], li, lc[:39])
+
+
+def test_tsne_panels_both_kinds():
+    rng = np.random.default_rng(0)
+    kinds = {k: rng.normal(size=(6, 4)) for k in ("v", "vu", "t", "s")}
+    joint = {"img_emb": rng.normal(size=(4, 4)), "cap_emb": rng.normal(size=(20, 4)),
+             "labels_img": [0, 1, 0, 1], "labels_cap": [j // 5 % 2 for j in range(20)]}
+    fig = viz.tsne_panels({"A3VSE": kinds, "VSE++": joint}, seed=0)
+    assert len(fig.axes) == 2
+    assert {c.get_gid() for c in fig.axes[0].collections} == {"v", "vu", "t", "s"}
+    assert fig.axes[1].get_title() == "VSE++"
+
+
+def test_galleries(png):
+    fig = viz.gallery_caption_query("a red circle", [png] * 3, [False, True, False])
+    assert len(fig.axes) == 3
+    assert "✓" in fig.axes[1].get_xlabel() and "✓" not in fig.axes[0].get_xlabel()
+    fig = viz.gallery_image_query(png, ["c0", "c1"], [True, False])
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert texts[0].startswith("✓") and not texts[1].startswith("✓")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        viz.gallery_image_query(png.parent / "missing.png", ["c"], [True])
+
+
+def test_word_attention_panels(png):
+    boxes = np.array([[0, 0, .5, .5], [.5, .5, 1, 1], [0, 0, 0, 0]])
+    attn = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.5, 0.5, 0.0]])
+    fig = viz.plot_word_attention(png, boxes, attn, ["red", "circle", "left"], n_regions=2,
+                                  ncols=2)
+    assert len(fig.axes) == 3
+    assert [ax.get_title() for ax in fig.axes] == ["red (0.90)", "circle (0.80)", "left (0.50)"]
+    widths = [p.get_linewidth() for p in fig.axes[0].patches]
+    assert len(widths) == 2 and widths[0] > widths[1]
+    shown = fig.axes[0].images[0].get_array()          # 32 x 48 scene of grey 200
+    assert shown[4, 4, 0] > shown[28, 40, 0]            # the attended box is the brighter one
+    fig = viz.plot_region_self_attention(png, boxes, np.eye(3), n_regions=2)
+    assert fig.axes[1].images[0].get_array().shape == (2, 2)

@@ -1,0 +1,10 @@
+"""Data: the Shapes generator, the precomp reader and caption loaders (see CONTRIBUTING.md)."""
+
+from xmrlib.data.loaders import (CaptionDataset, CaptionLoader, caption_batches, image_batches,
+                                 make_loader)
+from xmrlib.data.precomp import DataError, PrecompData, get_dataset, load_precomp
+from xmrlib.data.shapes import COLOURS, caption_is_true, make_shapes
+
+__all__ = ["COLOURS", "CaptionDataset", "CaptionLoader", "DataError", "PrecompData",
+           "caption_batches", "caption_is_true", "get_dataset", "image_batches", "load_precomp",
+           "make_loader", "make_shapes"]

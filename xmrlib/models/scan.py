@@ -1,0 +1,435 @@
+"""SCAN: Stacked Cross Attention for image-text matching, computed exactly and without loops.
+
+Lee, Chen, Hua, Hu, He. *Stacked Cross Attention for Image-Text Matching.* ECCV 2018. The
+official code (``kuanghuei/SCAN``, ``model.py``: ``func_attention``, ``xattn_score_t2i``,
+``xattn_score_i2t``, ``ContrastiveLoss``) was read, not copied; :func:`xattn_scores` reproduces
+its numbers (tested to 1e-5 in float32 against a per-caption loop written the official way).
+
+Text-to-image attention (``attention="t2i"``) lets every word ``w`` of a caption attend to the
+regions ``v_r`` of an image; image-to-text (``"i2t"``) lets every region attend to the words.
+With raw similarities ``s_rw = v_r . e_w``:
+
+1. a raw-feature normalisation of ``s`` (default ``clipped_l2norm``: LeakyReLU(0.1), then l2),
+2. attention ``a = softmax(lambda_softmax * s_norm)`` over the attended items,
+3. relevance ``R = cos(query, sum_k a_k context_k)`` per query item,
+4. an aggregation over the query items: ``LSE`` ``log(sum exp(lambda_lse R)) / lambda_lse``,
+   ``AVG`` (the official ``Mean``), ``Max`` or ``Sum``.
+
+Where the official code differs from the paper's equations (we follow the code):
+
+* The paper normalises ``[s_rw]_+`` over the *regions* (Eq. 1 for t2i); the code normalises over
+  the axis of the *query* items (for t2i: over the words of the caption, for each region; for
+  i2t: over the regions, for each word), and "clips" with LeakyReLU(0.1), not ReLU.
+* ``l2norm`` divides by ``norm + 1e-8``; the cosine divides by ``max(|x||y|, 1e-8)``.
+* ``l1norm``/``clipped_l1norm`` call an undefined ``l1norm_d`` there (a NameError); here they are
+  the evident intent: divide by ``sum |x| + 1e-8`` over the same axis as ``l2norm``.
+
+Speed: the cosine between a query item and its attended context needs only ``s`` and the Gram
+matrix of the context items: ``q . ctx = sum_k a_k s_k`` and ``|ctx|^2 = a^T G a``, so the
+``d``-dimensional attended vectors are never formed. One matrix product gives ``s`` for a whole
+chunk of images x captions; chunks bound the memory (inputs may be memory-mapped numpy arrays).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xmrlib.losses import hinge_triplet_loss
+from xmrlib.models.common import RegionProjection, RNNTextEncoder, l2norm, length_mask
+
+RAW_FEATURE_NORMS = ("clipped_l2norm", "l2norm", "clipped_l1norm", "l1norm", "clipped",
+                     "softmax", "no_norm")
+AGGREGATIONS = ("LSE", "AVG", "Max", "Sum")
+ATTENTIONS = ("t2i", "i2t")
+
+ArrayLike = Tensor | np.ndarray
+
+
+def _raw_norm(s: Tensor, mask: Tensor | None, dim: int, kind: str, scale: float) -> Tensor:
+    """``scale`` times the official raw-feature normalisation of ``s`` along ``dim``.
+
+    ``s`` must be 0 at padded positions (then sums need no mask); ``mask`` (True = valid,
+    broadcastable, ``None`` when nothing is padded) is used by the softmax only.
+    """
+    if kind.startswith("clipped"):
+        s = F.leaky_relu(s, 0.1)
+    if kind in ("l2norm", "clipped_l2norm"):
+        return s * (scale / (torch.linalg.vector_norm(s, dim=dim, keepdim=True) + 1e-8))
+    if kind in ("l1norm", "clipped_l1norm"):
+        return s * (scale / (s.abs().sum(dim, keepdim=True) + 1e-8))
+    if kind == "softmax":
+        s = s if mask is None else s.masked_fill(~mask, float("-inf"))
+        return torch.softmax(s, dim=dim) * scale
+    return s * scale  # "clipped" or "no_norm"
+
+
+def _aggregate(rel: Tensor, mask: Tensor, agg: str, lambda_lse: float) -> Tensor:
+    """Aggregate relevances (..., K) over the True entries of ``mask`` (broadcastable)."""
+    if agg == "LSE":
+        return torch.logsumexp(rel.masked_fill(~mask, float("-inf")) * lambda_lse, -1) / lambda_lse
+    if agg == "Max":
+        return rel.masked_fill(~mask, float("-inf")).amax(-1)
+    total = rel.masked_fill(~mask, 0.0).sum(-1)
+    if agg == "Sum":
+        return total
+    return total / mask.sum(-1).to(rel.dtype)  # AVG
+
+
+def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
+                  attention: str, lambda_softmax: float, agg: str, lambda_lse: float,
+                  raw_feature_norm: str) -> Tensor:
+    """Scores of one chunk: img (ni, R, d), cap (nc, L, d) -> (ni, nc).
+
+    Works in the layout of the one matrix product, (ni, R, nc, L), so every step is contiguous.
+    Padded words and regions are zeroed first, so their similarities are 0 and only the
+    softmaxes need masks (and only when the chunk has padding).
+    """
+    ni, n_reg, _ = img.shape
+    nc, n_word, _ = cap.shape
+    wmask = length_mask(cap_lens, n_word)  # (nc, L)
+    rmask = length_mask(img_lens, n_reg)  # (ni, R)
+    w_pad, r_pad = not bool(wmask.all()), not bool(rmask.all())
+    cap = cap * wmask[..., None].to(cap.dtype) if w_pad else cap
+    img = img * rmask[..., None].to(img.dtype) if r_pad else img
+    # one matrix product: (ni*R, d) x (d, nc*L) -> (ni, R, nc, L)
+    s = (img.reshape(ni * n_reg, -1) @ cap.reshape(nc * n_word, -1).t())
+    s = s.view(ni, n_reg, nc, n_word)
+    inplace = not (torch.is_grad_enabled() and (img.requires_grad or cap.requires_grad))
+    wm = wmask[None, None] if w_pad else None  # (1, 1, nc, L)
+    rm = rmask[:, :, None, None] if r_pad else None  # (ni, R, 1, 1)
+    if attention == "t2i":
+        # normalise over words (the query axis), attend over regions
+        logits = _raw_norm(s, wm, 3, raw_feature_norm, lambda_softmax)
+        logits = logits if rm is None else logits.masked_fill(~rm, float("-inf"))
+        a = torch.softmax(logits, dim=1)  # (ni, R, nc, L)
+        gram = img @ img.transpose(1, 2)  # (ni, R, R)
+        ga = (gram @ a.view(ni, n_reg, nc * n_word)).view(ni, n_reg, nc, n_word)
+        if inplace:  # no autograd: reuse the big buffers
+            dot, ctx2 = s.mul_(a).sum(1), ga.mul_(a).sum(1)
+        else:
+            dot, ctx2 = (a * s).sum(1), (ga * a).sum(1)  # (ni, nc, L): word . context, |ctx|^2
+        qnorm = cap.norm(dim=-1)[None]  # (1, nc, L)
+        rel = dot / (qnorm * ctx2.clamp(min=0).sqrt()).clamp(min=1e-8)
+        return _aggregate(rel, wmask[None], agg, lambda_lse)
+    # i2t: normalise over regions (the query axis), attend over words
+    logits = _raw_norm(s, rm, 1, raw_feature_norm, lambda_softmax)
+    logits = logits if wm is None else logits.masked_fill(~wm, float("-inf"))
+    a = torch.softmax(logits, dim=3)  # (ni, R, nc, L)
+    gram = cap @ cap.transpose(1, 2)  # (nc, L, L)
+    ga = torch.einsum("irnl,nlk->irnk", a, gram)  # (ni, R, nc, L)
+    if inplace:  # no autograd: reuse the big buffers
+        dot, ctx2 = s.mul_(a).sum(3), ga.mul_(a).sum(3)
+    else:
+        dot, ctx2 = (a * s).sum(3), (ga * a).sum(3)  # (ni, R, nc): region . context, |ctx|^2
+    qnorm = img.norm(dim=-1)[:, :, None]  # (ni, R, 1)
+    rel = dot / (qnorm * ctx2.clamp(min=0).sqrt()).clamp(min=1e-8)  # (ni, R, nc)
+    return _aggregate(rel.transpose(1, 2), rmask[:, None], agg, lambda_lse)
+
+
+def _summax_chunk(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
+                  attention: str) -> Tensor:
+    """Sum-Max of one chunk: img (ni, R, d), cap (nc, L, d) -> (ni, nc)."""
+    ni, n_reg, _ = img.shape
+    nc, n_word, _ = cap.shape
+    wmask = length_mask(cap_lens, n_word)  # (nc, L)
+    rmask = length_mask(img_lens, n_reg)  # (ni, R)
+    img_n = img / img.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    cap_n = cap / cap.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+    cos = (img_n.reshape(ni * n_reg, -1) @ cap_n.reshape(nc * n_word, -1).t())
+    cos = cos.view(ni, n_reg, nc, n_word).permute(0, 2, 1, 3)  # (ni, nc, R, L)
+    wm, rm = wmask[None, :, None, :], rmask[:, None, :, None]
+    if attention == "t2i":  # every word takes its best region
+        best = cos.masked_fill(~rm, float("-inf")).amax(2)  # (ni, nc, L)
+        return best.masked_fill(~wmask[None], 0.0).sum(-1)
+    best = cos.masked_fill(~wm, float("-inf")).amax(3)  # (ni, nc, R)
+    return best.masked_fill(~rmask[:, None], 0.0).sum(-1)
+
+
+def _as_lens(lens: ArrayLike | None, n: int, full: int, what: str) -> Tensor:
+    if lens is None:
+        return torch.full((n,), full, dtype=torch.long)
+    out = torch.as_tensor(np.asarray(lens) if not torch.is_tensor(lens) else lens).long().cpu()
+    if out.shape != (n,):
+        raise ValueError(f"xattn_scores: {what} must have shape ({n},), got {tuple(out.shape)}")
+    if n and (out.min() < 1 or out.max() > full):
+        raise ValueError(f"xattn_scores: {what} must lie in [1, {full}], got "
+                         f"[{int(out.min())}, {int(out.max())}]")
+    return out
+
+
+def _rows(x: ArrayLike, idx: Tensor | slice, length: int, device: torch.device) -> Tensor:
+    """Rows ``idx`` of x, trimmed to ``length`` items, as a tensor on ``device`` (reads only
+    those rows of a memory-mapped array)."""
+    if torch.is_tensor(x):
+        return x[idx, :length].to(device)
+    rows = x[idx.numpy() if torch.is_tensor(idx) else idx, :length]
+    return torch.from_numpy(np.ascontiguousarray(rows)).to(device)
+
+
+def _chunked(fn, images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
+             img_lens: ArrayLike | None, chunk_size: int | tuple[int, int]) -> Tensor:
+    """Apply ``fn(img_chunk, cap_chunk, cap_lens, img_lens)`` over image x caption chunks.
+
+    Captions are visited in order of length so that every chunk is trimmed to its own longest
+    caption; results are written back to their columns.
+    """
+    if images.ndim != 3 or captions.ndim != 3 or images.shape[-1] != captions.shape[-1]:
+        raise ValueError(f"xattn_scores: images must be (n_img, R, d) and captions (n_cap, L, d)"
+                         f" with the same d, got {tuple(images.shape)} and "
+                         f"{tuple(captions.shape)}")
+    n_img, n_reg, _ = images.shape
+    n_cap, n_word, _ = captions.shape
+    ci, cc = (chunk_size, chunk_size) if isinstance(chunk_size, int) else chunk_size
+    clens = _as_lens(cap_lens, n_cap, n_word, "cap_lens")
+    ilens = _as_lens(img_lens, n_img, n_reg, "img_lens")
+    device = images.device if torch.is_tensor(images) else torch.device("cpu")
+    order = torch.argsort(clens, stable=True)
+    first = _rows(images, slice(0, 1), 1, device) if n_img else None
+    dtype = first.dtype if first is not None else torch.float32
+    columns = []
+    for c0 in range(0, n_cap, cc):
+        idx = order[c0:c0 + cc]
+        lens = clens[idx]
+        cap = _rows(captions, idx, int(lens.max()), device)
+        blocks = []
+        for i0 in range(0, n_img, ci):
+            il = ilens[i0:i0 + ci]
+            img = _rows(images, slice(i0, i0 + ci), int(il.max()), device)
+            blocks.append(fn(img, cap, lens.to(device), il.to(device)))
+        columns.append(torch.cat(blocks, 0) if blocks else torch.zeros(0, len(idx), dtype=dtype))
+    if not columns:
+        return torch.zeros(n_img, 0, dtype=dtype, device=device)
+    out = torch.cat(columns, 1)  # columns in length order
+    return out[:, torch.argsort(order).to(out.device)]
+
+
+def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
+                 attention: str | None = None, lambda_softmax: float = 9.0, agg: str = "LSE",
+                 lambda_lse: float = 6.0, raw_feature_norm: str = "clipped_l2norm",
+                 img_lens: ArrayLike | None = None, chunk_size: int | tuple[int, int] = (64, 64),
+                 direction: str | None = None) -> Tensor:
+    """SCAN similarity of every image with every caption -> (n_img, n_cap).
+
+    Args:
+        images: (n_img, R, d) region embeddings (tensor, numpy array or memory-mapped array).
+        captions: (n_cap, L, d) word embeddings, padded.
+        cap_lens: (n_cap,) valid words per caption.
+        attention: ``"t2i"`` (words attend to regions) or ``"i2t"`` (regions attend to words).
+            ``direction`` is the same argument under the design card's name (an alias).
+        lambda_softmax: inverse temperature of the attention softmax (9 t2i, 4 i2t in SCAN).
+        agg: ``"LSE"``, ``"AVG"``, ``"Max"`` or ``"Sum"`` over the query items.
+        lambda_lse: the LSE's inverse temperature (6 in SCAN).
+        raw_feature_norm: one of :data:`RAW_FEATURE_NORMS` (the official code's options).
+        img_lens: (n_img,) valid regions per image (``None``: all); padded regions get no
+            attention weight and are left out of the i2t aggregation.
+        chunk_size: images and captions per chunk (one int for both); bounds the memory.
+
+    Differentiable (used inside the training loss). Equals the official per-caption loop.
+    """
+    if attention is not None and direction is not None and attention != direction:
+        raise ValueError(f"xattn_scores: attention={attention!r} and direction={direction!r} "
+                         f"disagree (direction is an alias of attention)")
+    attention = attention or direction or "t2i"
+    if attention not in ATTENTIONS:
+        raise ValueError(f"xattn_scores: attention must be one of {ATTENTIONS}, got {attention!r}")
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"xattn_scores: agg must be one of {AGGREGATIONS}, got {agg!r}")
+    if raw_feature_norm not in RAW_FEATURE_NORMS:
+        raise ValueError(f"xattn_scores: raw_feature_norm must be one of {RAW_FEATURE_NORMS}, "
+                         f"got {raw_feature_norm!r}")
+
+    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor) -> Tensor:
+        return _chunk_scores(img, cap, cl, il, attention, lambda_softmax, agg, lambda_lse,
+                             raw_feature_norm)
+
+    return _chunked(fn, images, captions, cap_lens, img_lens, chunk_size)
+
+
+def summax_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
+                  attention: str = "t2i", img_lens: ArrayLike | None = None,
+                  chunk_size: int | tuple[int, int] = (64, 64)) -> Tensor:
+    """SCAN's Sum-Max baseline (paper Eqs. 9-10, Table 3), no attention -> (n_img, n_cap).
+
+    ``"t2i"``: sum over the caption's words of the maximum cosine over the image's regions;
+    ``"i2t"``: sum over the regions of the maximum cosine over the words.
+    """
+    if attention not in ATTENTIONS:
+        raise ValueError(f"summax_scores: attention must be one of {ATTENTIONS}, got "
+                         f"{attention!r}")
+
+    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor) -> Tensor:
+        return _summax_chunk(img, cap, cl, il, attention)
+
+    return _chunked(fn, images, captions, cap_lens, img_lens, chunk_size)
+
+
+def split_scores_over_ranks(score_fn, images: ArrayLike, captions: ArrayLike,
+                            cap_lens: ArrayLike, rank: int | None = None,
+                            world_size: int | None = None, **kwargs: Any) -> Tensor:
+    """Score a contiguous slice of the captions on each rank and gather the columns.
+
+    ``score_fn`` is :func:`xattn_scores` or :func:`summax_scores`. Inside an initialised
+    ``torch.distributed`` process group (and ``rank``/``world_size`` left ``None``) every rank
+    scores its slice and the slices are all-gathered, so every rank returns the full
+    (n_img, n_cap) matrix. With ``rank`` and ``world_size`` given it returns only that rank's
+    slice (n_img, n_slice): the single-process simulation of the same split.
+    """
+    n_cap = captions.shape[0]
+    dist = torch.distributed
+    use_dist = rank is None and dist.is_available() and dist.is_initialized()
+    if rank is None and not use_dist:
+        return score_fn(images, captions, cap_lens, **kwargs)
+    if use_dist:
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    bounds = [n_cap * k // world_size for k in range(world_size + 1)]
+    lo, hi = bounds[rank], bounds[rank + 1]
+    lens = cap_lens[lo:hi]
+    part = score_fn(images, captions[lo:hi], lens, **kwargs)
+    if not use_dist:
+        return part
+    widths = [bounds[k + 1] - bounds[k] for k in range(world_size)]
+    width = max(widths)
+    padded = torch.zeros(part.shape[0], width, dtype=part.dtype, device=part.device)
+    padded[:, :part.shape[1]] = part
+    gathered = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(gathered, padded.contiguous())
+    return torch.cat([g[:, :w] for g, w in zip(gathered, widths)], 1)
+
+
+class SCAN(nn.Module):
+    """SCAN (Lee et al. 2018): projected regions and bi-GRU words scored by stacked cross
+    attention, trained with the hinge loss on the hardest negatives (max violation).
+
+    Defaults are the paper's: embedding 1024, word vectors 300, margin 0.2, t2i LSE with
+    lambda_softmax 9 and lambda_lse 6, ``clipped_l2norm``, bidirectional GRU.
+    """
+
+    name = "scan"
+
+    def __init__(self, vocab: dict, img_dim: int, embed_size: int = 1024, word_dim: int = 300,
+                 margin: float = 0.2, attention: str = "t2i", agg: str = "LSE",
+                 lambda_softmax: float = 9.0, lambda_lse: float = 6.0,
+                 raw_feature_norm: str = "clipped_l2norm", max_violation: bool = True,
+                 num_layers: int = 1, bi_gru: bool = True,
+                 chunk_size: int | tuple[int, int] = (64, 64)) -> None:
+        super().__init__()
+        from xmrlib.vocab import Vocabulary
+
+        if attention not in ATTENTIONS or agg not in AGGREGATIONS:
+            raise ValueError(f"SCAN: attention must be in {ATTENTIONS} and agg in "
+                             f"{AGGREGATIONS}, got {attention!r}, {agg!r}")
+        self.config: dict[str, Any] = dict(
+            vocab=vocab, img_dim=img_dim, embed_size=embed_size, word_dim=word_dim,
+            margin=margin, attention=attention, agg=agg, lambda_softmax=lambda_softmax,
+            lambda_lse=lambda_lse, raw_feature_norm=raw_feature_norm,
+            max_violation=max_violation, num_layers=num_layers, bi_gru=bi_gru,
+            chunk_size=list(chunk_size) if isinstance(chunk_size, tuple) else chunk_size)
+        self.vocab = Vocabulary.from_dict(vocab)
+        self.tokenize = self.vocab
+        self.margin, self.max_violation = margin, max_violation
+        self.xattn = dict(attention=attention, agg=agg, lambda_softmax=lambda_softmax,
+                          lambda_lse=lambda_lse, raw_feature_norm=raw_feature_norm,
+                          chunk_size=tuple(chunk_size) if isinstance(chunk_size, list)
+                          else chunk_size)
+        self.img_enc = RegionProjection(img_dim, embed_size, normalize=True)
+        self.txt_enc = RNNTextEncoder(len(self.vocab), word_dim, embed_size, rnn="gru",
+                                      num_layers=num_layers, bidirectional=bi_gru)
+
+    def encode_images(self, images: Tensor, n_regions: Tensor | None = None) -> Tensor:
+        """(n, R, D) region features -> (n, R, e) l2-normalised region embeddings."""
+        return self.img_enc(images)
+
+    def encode_captions(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        """(n, L) tokens -> (n, L, e) l2-normalised word states (directions averaged)."""
+        words, _ = self.txt_enc(tokens, lengths)
+        return l2norm(words)
+
+    def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
+                   img_lens: Tensor | None = None) -> Tensor:
+        """Cross-attention scores (n_img, n_cap), see :func:`xattn_scores`."""
+        if cap_lens is None:
+            cap_lens = torch.full((cap_emb.shape[0],), cap_emb.shape[1], dtype=torch.long)
+        return xattn_scores(img_emb, cap_emb, cap_lens, img_lens=img_lens, **self.xattn)
+
+    def loss(self, batch: dict[str, Tensor], progress: float,
+             gather: Any = None) -> tuple[Tensor, dict[str, float]]:
+        """Hinge triplet loss (hardest negatives when ``max_violation``) on the B x B scores."""
+        if gather is not None:
+            raise ValueError("SCAN.loss: gathering negatives across ranks is not supported "
+                             "(captions of different ranks have different lengths); train "
+                             "SCAN with gathering off")
+        img = self.encode_images(batch["images"], batch.get("n_regions"))
+        cap = self.encode_captions(batch["tokens"], batch["lengths"])
+        scores = self.similarity(img, cap, batch["lengths"], batch.get("n_regions"))
+        loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=self.max_violation)
+        return loss, {}
+
+
+class SumMax(SCAN):
+    """SCAN's Table 3 baseline (Eqs. 9-10): SCAN's encoders scored by the sum over words (t2i)
+    or regions (i2t) of the maximum raw cosine, without attention."""
+
+    name = "summax"
+
+    def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
+                   img_lens: Tensor | None = None) -> Tensor:
+        """Sum-Max scores (n_img, n_cap), see :func:`summax_scores`."""
+        if cap_lens is None:
+            cap_lens = torch.full((cap_emb.shape[0],), cap_emb.shape[1], dtype=torch.long)
+        return summax_scores(img_emb, cap_emb, cap_lens, attention=self.xattn["attention"],
+                             img_lens=img_lens, chunk_size=self.xattn["chunk_size"])
+
+
+class SCANEnsemble(nn.Module):
+    """Two SCAN models whose similarities are averaged (SCAN Tables 1-2: Flickr30K pairs
+    t-i AVG with i-t LSE, COCO pairs t-i LSE with i-t AVG).
+
+    Embeddings of both members are concatenated on the last axis: (n, R, 2e) and (n, L, 2e).
+    Both members must share the vocabulary (the tokenizer is the first member's).
+    """
+
+    name = "scan_ensemble"
+
+    def __init__(self, members: list[dict]) -> None:
+        super().__init__()
+        if len(members) != 2:
+            raise ValueError(f"SCANEnsemble: expected 2 member configs, got {len(members)}")
+        if members[0]["vocab"] != members[1]["vocab"]:
+            raise ValueError("SCANEnsemble: members must share one vocabulary")
+        self.config: dict[str, Any] = dict(members=members)
+        self.members = nn.ModuleList(SCAN(**m) for m in members)
+        self.tokenize = self.members[0].tokenize
+        self.sizes = [m["embed_size"] if "embed_size" in m else 1024 for m in members]
+
+    @classmethod
+    def from_models(cls, first: SCAN, second: SCAN) -> "SCANEnsemble":
+        """The ensemble of two trained SCAN models (weights copied)."""
+        ens = cls([first.config, second.config])
+        ens.members[0].load_state_dict(first.state_dict())
+        ens.members[1].load_state_dict(second.state_dict())
+        return ens
+
+    def encode_images(self, images: Tensor, n_regions: Tensor | None = None) -> Tensor:
+        return torch.cat([m.encode_images(images, n_regions) for m in self.members], -1)
+
+    def encode_captions(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return torch.cat([m.encode_captions(tokens, lengths) for m in self.members], -1)
+
+    def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
+                   img_lens: Tensor | None = None) -> Tensor:
+        """Mean of the members' cross-attention scores (n_img, n_cap)."""
+        imgs, caps = img_emb.split(self.sizes, -1), cap_emb.split(self.sizes, -1)
+        return sum(m.similarity(i, c, cap_lens, img_lens)
+                   for m, i, c in zip(self.members, imgs, caps)) / 2
+
+    def loss(self, batch: dict[str, Tensor], progress: float,
+             gather: Any = None) -> tuple[Tensor, dict[str, float]]:
+        """Sum of the members' losses (their parameters are disjoint: trains both at once)."""
+        losses = [m.loss(batch, progress, gather)[0] for m in self.members]
+        return losses[0] + losses[1], {"loss_first": float(losses[0]),
+                                       "loss_second": float(losses[1])}
