@@ -171,22 +171,11 @@ def mean_sd_table(runs: Sequence[Mapping[str, float]],
 # --------------------------------------------------------------------- similarities and ranks
 
 def retrieval_ranks(sims: np.ndarray, captions_per_image: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """1-based ranks: per image, the best rank of its captions (i2t); per caption, of its image.
+    """1-based ranks for plots: :func:`xmrlib.evaluation.ranks` plus one (one rank convention)."""
+    from xmrlib.evaluation import ranks
 
-    ``sims[i, j]`` scores image ``i`` against caption ``j``; captions ``cpi*i .. cpi*i+cpi-1``
-    belong to image ``i``. Ties count against the query (the true item ranks after equals).
-    """
-    sims = np.asarray(sims, dtype=np.float64)
-    n_img, n_cap = sims.shape
-    if n_cap != captions_per_image * n_img:
-        raise ValueError(f"retrieval_ranks: sims has shape {sims.shape}, expected "
-                         f"(n_images, {captions_per_image} * n_images)")
-    owner = np.arange(n_cap) // captions_per_image                  # (n_cap,) image of caption
-    pos = sims[owner, np.arange(n_cap)]                                # (n_cap,) true pair scores
-    ranks_t2i = (sims >= pos[None, :]).sum(axis=0)                     # images scoring >= truth
-    best = pos.reshape(n_img, captions_per_image).max(axis=1)          # (n_img,) best true caption
-    ranks_i2t = (sims >= best[:, None]).sum(axis=1)
-    return ranks_i2t, ranks_t2i
+    ranks_i2t, ranks_t2i = ranks(sims, captions_per_image)
+    return np.asarray(ranks_i2t) + 1, np.asarray(ranks_t2i) + 1
 
 
 def topk_for_caption(sims: np.ndarray, j: int, k: int = 5) -> np.ndarray:
