@@ -196,7 +196,7 @@ def get_dataset(dataset: str, data_root: str | Path | None = None, profile: str 
         folder = build_dir() / "data" / f"shapes-{config_hash(kwargs)}"
         manifest = folder / "manifest.json"
         expected = shapes_manifest(c["n_train"], c["n_dev"], c["n_test"], seed, feats, 112, 128,
-                                   64, 0.3, 2, 0.1, 0.1, 0.15)
+                                   64, 0.1, 2, 0.1, 0.1, 0.15)
         if not (manifest.is_file()
                 and json.loads(manifest.read_text(encoding="utf-8")) == expected):
             make_shapes(folder, **kwargs)
