@@ -110,7 +110,11 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
                     "baselines": ["vsepp", "scan"], "embed_size": 512, "word_dim": 300,
                     "adv_scale": 1.0, "disc_hidden": 512, "batch_size": 128, "epochs": 24,
                     "steps_per_epoch": None, "lr": 5e-4, "lr_update": 16, "tsne_points": 500}},
-    "07": {"smoke": {}, "default": {}, "full": {}},
+    # 07 side by side: reuses the runs of chapters 02-04; SCAN i-t is a second cross-attention
+    # run, trained only in full; two_stage_k = shortlist sizes of the two-stage evaluation.
+    "07": {"smoke": {"scan_i2t": False, "two_stage_k": [1, 5]},
+           "default": {"scan_i2t": False, "two_stage_k": [1, 5, 10, 20, 50]},
+           "full": {"scan_i2t": True, "two_stage_k": [1, 5, 10, 20, 50, 100]}},
 }
 
 
