@@ -23,6 +23,9 @@ Files written by :func:`make_shapes` (SCAN precomp layout plus extras), for each
 Region features (``features="sim"``) simulate a detector honestly: each object region is a fixed
 random projection of the sum of random attribute embeddings (colour, shape, size, grid cell)
 plus Gaussian noise and nuisance dimensions; 1-2 background regions encode the background colour.
+With ``features="cnn"`` each region is instead the 1280-d globally pooled head output of the
+pretrained EfficientNet-lite0 (:mod:`xmrlib.data.effnet`) on the crop of the rendered image inside
+its box (background regions: the whole image), resized to ``CNN_CROP_SIZE`` pixels (lite preprocessing: RGB scaled to [-1, 1]).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ SIZES: tuple[str, ...] = ("small", "large")
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 NUMBERS: tuple[str, ...] = ("zero", "one", "two", "three", "four")
 GRID = 3
+#: Side in pixels of the region crops fed to EfficientNet-lite0 (``features="cnn"``).
+CNN_CROP_SIZE = 112
 #: Detector-style confusions between similar colours and shapes.
 SIMILAR_COLOURS = {"red": "orange", "orange": "red", "yellow": "orange", "green": "blue",
                    "blue": "green", "purple": "red"}
@@ -270,6 +275,20 @@ def _sim_features(scenes: list[dict[str, Any]], bg_counts: np.ndarray, emb: dict
     return feats.astype(np.float32)
 
 
+def _cnn_features(images: list[Any], boxes: np.ndarray, nreg: np.ndarray, model: Any
+                  ) -> np.ndarray:
+    """EfficientNet-lite0 region features ``(N, R_max, 1280)``; rows beyond ``nreg`` are zero."""
+    from xmrlib.data.effnet import FEATURE_DIM, region_features
+
+    n, r_max = boxes.shape[:2]
+    flat = region_features(images, [boxes[i, : nreg[i]] for i in range(n)], model=model,
+                           crop_size=CNN_CROP_SIZE, batch_size=64)     # (sum nreg, 1280)
+    out = np.zeros((n, r_max, FEATURE_DIM), dtype=np.float32)
+    valid = np.arange(r_max)[None, :] < nreg[:, None]                 # (N, R_max)
+    out[valid] = flat                                                 # row-major = image, box order
+    return out
+
+
 def _semantics_line(scene: dict[str, Any], rng: np.random.Generator, miss: float,
                     confusion: float, false_pos: float) -> str:
     dets: list[tuple[str, float]] = []
@@ -295,13 +314,15 @@ def make_shapes(root: str | Path, n_train: int, n_dev: int, n_test: int, seed: i
                 features: str = "sim", image_size: int = 112, dim: int = 128,
                 latent_dim: int = 64, noise: float = 0.1, max_background: int = 2,
                 miss_rate: float = 0.1, confusion_rate: float = 0.1,
-                false_positive_rate: float = 0.15) -> Path:
+                false_positive_rate: float = 0.15, device: str = "auto") -> Path:
     """Generate the Shapes data set into ``root`` (SCAN precomp layout plus extras); return it.
 
-    Deterministic: the same arguments give byte-identical files.
+    ``features``: ``"sim"`` (simulated detector, ``dim``-d) or ``"cnn"`` (EfficientNet-lite0 on
+    the rendered crops, 1280-d, computed on ``device``). Deterministic: the same arguments give
+    byte-identical files (``"cnn"`` on the same device type).
     """
-    if features != "sim":
-        raise ValueError(f"features={features!r}: only 'sim' is implemented in this version")
+    if features not in ("sim", "cnn"):
+        raise ValueError(f"features={features!r}: expected 'sim' or 'cnn'")
     from PIL import Image  # noqa: F401  (fail early if Pillow is missing)
 
     root = Path(root)
@@ -314,6 +335,11 @@ def make_shapes(root: str | Path, n_train: int, n_dev: int, n_test: int, seed: i
            "background": rng.standard_normal((len(BACKGROUNDS), latent_dim))}
     proj = rng.standard_normal((latent_dim, dim)) / np.sqrt(latent_dim)
     r_max = 4 + max_background
+    model = None
+    if features == "cnn":
+        from xmrlib.data.effnet import load_efficientnet_lite0
+
+        model = load_efficientnet_lite0(device)
     for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
         srng = np.random.default_rng([seed, ("train", "dev", "test").index(split)])
         scenes, groups = make_scenes(srng, n)
@@ -327,7 +353,12 @@ def make_shapes(root: str | Path, n_train: int, n_dev: int, n_test: int, seed: i
             k = len(sc["objects"])
             boxes[i, :k] = [o["box"] for o in sc["objects"]]
             boxes[i, k:nreg[i]] = [0.0, 0.0, 1.0, 1.0]
+        # sim features are drawn in both modes so that scenes, captions and semantics coincide
         ims = _sim_features(scenes, bg_counts, emb, proj, r_max, noise, srng)
+        images = None
+        if model is not None:
+            images = [render(sc, image_size) for sc in scenes]
+            ims = _cnn_features(images, boxes, nreg, model)
         caps = [c for sc in scenes for c in make_captions(sc, srng)]
         sem = [_semantics_line(sc, srng, miss_rate, confusion_rate, false_positive_rate)
                for sc in scenes]
@@ -341,7 +372,8 @@ def make_shapes(root: str | Path, n_train: int, n_dev: int, n_test: int, seed: i
         img_dir = root / "images" / split
         img_dir.mkdir(parents=True, exist_ok=True)
         for i, sc in enumerate(scenes):
-            render(sc, image_size).save(img_dir / f"{i:05d}.png", optimize=False)
+            im = images[i] if images is not None else render(sc, image_size)
+            im.save(img_dir / f"{i:05d}.png", optimize=False)
     atomic_write_json(root / "manifest.json", shapes_manifest(
         n_train, n_dev, n_test, seed, features, image_size, dim, latent_dim, noise,
         max_background, miss_rate, confusion_rate, false_positive_rate))
@@ -355,11 +387,16 @@ def shapes_manifest(n_train: int, n_dev: int, n_test: int, seed: int, features: 
     """The manifest of a Shapes folder (also the cache key of :func:`xmrlib.data.get_dataset`)."""
     return {"generator": "xmrlib.data.shapes", "version": GENERATOR_VERSION, "seed": seed,
             "sizes": {"train": n_train, "dev": n_dev, "test": n_test}, "features": features,
-            "image_size": image_size, "dim": dim, "latent_dim": latent_dim, "noise": noise,
+            "image_size": image_size, "dim": 1280 if features == "cnn" else dim,
+            "latent_dim": latent_dim, "noise": noise,
             "max_regions": 4 + max_background, "captions_per_image": 5,
             "palette": {k: list(v) for k, v in COLOURS.items()},
             "backgrounds": {k: list(v) for k, v in BACKGROUNDS.items()},
             "attributes": {"colour": list(COLOURS), "shape": list(SHAPES), "size": list(SIZES),
                            "relation": list(RELATIONS), "grid": GRID},
             "semantics_noise": {"miss_rate": miss_rate, "confusion_rate": confusion_rate,
-                                "false_positive_rate": false_positive_rate}}
+                                "false_positive_rate": false_positive_rate},
+            **({"cnn": {"model": "efficientnet-lite0 (ImageNet, packaged weights)",
+                        "crop_size": CNN_CROP_SIZE, "pooling": "global average after head",
+                        "input_scaling": "[-1, 1] (mean 0.5, std 0.5)"}}
+               if features == "cnn" else {})}

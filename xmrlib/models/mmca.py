@@ -74,6 +74,9 @@ DESIGN_CHOICES: tuple[tuple[str, str, str, str], ...] = (
      "drop_special_tokens"),
     ("modality (segment) embedding in Y", "not mentioned", "none", "(always on)"),
     ("maximum caption length", "not stated", "64 WordPiece tokens", "max_len"),
+    ("negatives of the hinge loss", "the hardest of the batch (Eq. 15), no warm-up mentioned",
+     "hardest in the full profile; the sum over all negatives in the short CPU profiles",
+     "max_violation"),
     ("evaluation of the cross term", "not discussed", "exact over all pairs, chunked; two-stage "
      "re-scoring of a top-k by i0 . c0 as a labelled option", "pair_chunk, two_stage_similarity"),
 )
