@@ -312,3 +312,43 @@ def test_similarity_matrix_chunks_are_exact():
     whole = ev.similarity_matrix(model, img, cap, lens, chunk=1000, device="cpu")
     parts = ev.similarity_matrix(model, img, cap, lens, chunk=7, device="cpu")
     assert np.array_equal(whole, parts)
+
+
+# ----------------------------------------------------------------------------- truth oracle
+def _oracle_truth(rng, n=12, cpi=5, p=0.3):
+    truth = rng.random((n, cpi * n)) < p
+    truth[np.arange(cpi * n) // cpi, np.arange(cpi * n)] = True        # own pairs are true
+    return truth
+
+
+def test_oracle_recall_matches_monte_carlo_tie_breaking():
+    """The analytic expectation equals the mean over many random tie-breaks of the plain ranks."""
+    rng = np.random.default_rng(0)
+    truth = _oracle_truth(rng)
+    want = ev.oracle_recall(truth)
+    trials = []
+    for _ in range(3000):
+        sims = truth + 0.5 * rng.random(truth.shape)                   # true above false, random
+        r_i2t, r_t2i = loop_ranks(sims)
+        trials.append([np.mean(r_i2t < 1), np.mean(r_i2t < 5), np.mean(r_t2i < 1),
+                       np.mean(r_t2i < 5), np.mean(r_i2t) + 1, np.mean(r_t2i) + 1])
+    got = np.mean(trials, axis=0)
+    for key, value in zip(["i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5"], got[:4]):
+        assert want[key] == pytest.approx(100 * value, abs=1.5), key
+    assert want["i2t_meanr"] == pytest.approx(got[4], abs=0.1)
+    assert want["t2i_meanr"] == pytest.approx(got[5], abs=0.1)
+
+
+def test_oracle_recall_hand_cases():
+    # every caption true only of its own image: a perfect ranking
+    n = 4
+    perfect = np.zeros((n, 5 * n), dtype=bool)
+    perfect[np.arange(5 * n) // 5, np.arange(5 * n)] = True
+    assert ev.oracle_recall(perfect)["rsum"] == pytest.approx(600.0)
+    # every caption true of every image: t2i R@1 = 1/n; i2t R@1 = 5/(5n) = 1/n as well
+    full = np.ones((n, 5 * n), dtype=bool)
+    out = ev.oracle_recall(full)
+    assert out["t2i_r1"] == pytest.approx(25.0) and out["i2t_r1"] == pytest.approx(25.0)
+    assert out["t2i_meanr"] == pytest.approx((n + 1) / 2)
+    with pytest.raises(ValueError, match="not true of their own image"):
+        ev.oracle_recall(~perfect)

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from xmrlib.data import caption_is_true, load_precomp, make_shapes
+from xmrlib.data import caption_is_true, caption_truth, load_precomp, make_shapes
 from xmrlib.data.shapes import COLOURS
 
 
@@ -102,3 +102,15 @@ def test_semantics_sorted_and_parseable(shapes_root):
         hits += sum(p in truth for p, _ in sem)
         total += len(truth)
     assert 0.5 < hits / total < 1.0          # noisy, but mostly right
+
+
+def test_caption_truth_equals_per_pair_checker(shapes_root):
+    scenes = json.loads((shapes_root / "test_scenes.json").read_text(encoding="utf-8"))
+    caps = (shapes_root / "test_caps.txt").read_text(encoding="utf-8").splitlines()
+    truth = caption_truth(scenes, caps)
+    assert truth.shape == (len(scenes), len(caps))
+    for i, sc in enumerate(scenes):
+        for j, c in enumerate(caps):
+            assert truth[i, j] == caption_is_true(c, sc)
+    assert truth[np.arange(len(caps)) // 5, np.arange(len(caps))].all()
+    assert truth.sum() > len(caps)                    # ambiguity: some captions fit other scenes

@@ -178,29 +178,46 @@ def _holds(rel: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
             "above": a["row"] < b["row"], "below": a["row"] > b["row"]}[rel]
 
 
+def _parse(caption: str) -> tuple[str, tuple[str | None, ...]]:
+    """The grammar rule and the captured words of ``caption`` (ValueError outside the grammar)."""
+    for kind, pattern in _PATTERNS:
+        m = pattern.match(caption)
+        if m:
+            return kind, m.groups()
+    raise ValueError(f"caption outside the Shapes grammar: {caption!r}")
+
+
+def _is_true(kind: str, g: tuple[str | None, ...], scene: dict[str, Any]) -> bool:
+    objs, bg = scene["objects"], scene["background"]
+    if kind == "relation":
+        return any(_matches(a, *g[0:3]) and _matches(b, *g[4:7]) and _holds(g[3], a, b)
+                   for a in objs for b in objs if a is not b)
+    if kind == "count":
+        return g[0] in NUMBERS and NUMBERS.index(g[0]) == len(objs) and g[1] == bg
+    if kind == "is":
+        return any(o["shape"] == g[0] and o["colour"] == g[1] for o in objs)
+    if kind == "on":
+        return g[3] == bg and any(_matches(o, *g[0:3]) for o in objs)
+    return any(_matches(a, *g[0:3]) and _matches(b, *g[3:6])
+               for a in objs for b in objs if a is not b)
+
+
 def caption_is_true(caption: str, scene: dict[str, Any]) -> bool:
     """Parse ``caption`` with the Shapes grammar and check it against ``scene``.
 
     Raises ``ValueError`` for a caption outside the grammar.
     """
-    objs, bg = scene["objects"], scene["background"]
-    for kind, pattern in _PATTERNS:
-        m = pattern.match(caption)
-        if not m:
-            continue
-        g = m.groups()
-        if kind == "relation":
-            return any(_matches(a, *g[0:3]) and _matches(b, *g[4:7]) and _holds(g[3], a, b)
-                       for a in objs for b in objs if a is not b)
-        if kind == "count":
-            return g[0] in NUMBERS and NUMBERS.index(g[0]) == len(objs) and g[1] == bg
-        if kind == "is":
-            return any(o["shape"] == g[0] and o["colour"] == g[1] for o in objs)
-        if kind == "on":
-            return g[3] == bg and any(_matches(o, *g[0:3]) for o in objs)
-        return any(_matches(a, *g[0:3]) and _matches(b, *g[3:6])
-                   for a in objs for b in objs if a is not b)
-    raise ValueError(f"caption outside the Shapes grammar: {caption!r}")
+    return _is_true(*_parse(caption), scene)
+
+
+def caption_truth(scenes: list[dict[str, Any]], captions: list[str]) -> np.ndarray:
+    """Boolean ``(n_scenes, n_captions)`` matrix: is caption ``j`` true of scene ``i``?
+
+    The ground truth behind the ambiguity of Shapes captions ("the circle is red" is true of
+    many scenes); :func:`xmrlib.evaluation.oracle_recall` turns it into a recall ceiling.
+    """
+    parsed = [_parse(c) for c in captions]
+    return np.array([[_is_true(kind, g, sc) for kind, g in parsed] for sc in scenes], dtype=bool)
 
 
 # ----------------------------------------------------------------------------- rendering
