@@ -251,32 +251,37 @@ def check_max_violation(student: Callable[[torch.Tensor, float], torch.Tensor]) 
     return _check_loss(student, "max_violation (VSE++)", max_violation=True)
 
 
-def check_lse_pooling(student: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
-    """``student(r (n, L), lambda_lse) -> (n,)``: SCAN's LogSumExp pooling of the word-level
-    relevances ``r`` over the last axis (Lee et al. 2018, Eq. 5)."""
-    c = _Checker("lse_pooling (SCAN)")
-    n = 0
-    for rows, length, lam in ((3, 4, 6.0), (5, 9, 6.0), (2, 12, 20.0)):
-        n += 1
-        case = f"r of shape ({rows}, {length}), lambda_lse {lam}"
-        r = c.randn(rows, length).tanh()
-        ok, got = _call(c, case, student, r.clone(), lam)
+def _check_tensor_fn(c: _Checker, student: Callable, cases: list[tuple[str, torch.Tensor, float]],
+                     reference: Callable[[torch.Tensor, float], torch.Tensor],
+                     mistakes: list[tuple[Callable[[torch.Tensor, float], torch.Tensor], str]]
+                     ) -> bool:
+    """Run ``student(x, lam)`` on each case against ``reference``; on a mismatch, the hint of
+    the first known mistake whose output equals the student's."""
+    for case, x, lam in cases:
+        ok, got = _call(c, case, student, x.clone(), lam)
         if not ok:
             return False
-        want = _ref_lse(r, lam)
+        want = reference(x, lam)
         if not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return c.fail(case, f"a tensor of shape {tuple(want.shape)}",
                           getattr(got, "shape", got))
         if not torch.allclose(got, want, atol=1e-5):
-            hint = ""
-            if torch.allclose(got, r.sum(-1), atol=1e-5):
-                hint = "this is a plain sum over words"
-            elif torch.allclose(got, torch.logsumexp(lam * r, -1), atol=1e-5):
-                hint = "remember the division by lambda"
-            elif torch.allclose(got, r.mean(-1), atol=1e-5):
-                hint = "this is the average (SCAN's AVG), not LSE"
+            hint = next((h for wrong, h in mistakes
+                         if torch.allclose(got, wrong(x, lam), atol=1e-5)), "")
             return c.fail(case, want, got, hint)
-    return c.ok(n)
+    return c.ok(len(cases))
+
+
+def check_lse_pooling(student: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
+    """``student(r (n, L), lambda_lse) -> (n,)``: SCAN's LogSumExp pooling of the word-level
+    relevances ``r`` over the last axis (Lee et al. 2018, Eq. 5)."""
+    c = _Checker("lse_pooling (SCAN)")
+    cases = [(f"r of shape ({rows}, {length}), lambda_lse {lam}", c.randn(rows, length).tanh(), lam)
+             for rows, length, lam in ((3, 4, 6.0), (5, 9, 6.0), (2, 12, 20.0))]
+    mistakes = [(lambda r, lam: r.sum(-1), "this is a plain sum over words"),
+                (lambda r, lam: torch.logsumexp(lam * r, -1), "remember the division by lambda"),
+                (lambda r, lam: r.mean(-1), "this is the average (SCAN's AVG), not LSE")]
+    return _check_tensor_fn(c, student, cases, _ref_lse, mistakes)
 
 
 def check_attention_softmax_axis(student: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
@@ -284,26 +289,14 @@ def check_attention_softmax_axis(student: Callable[[torch.Tensor, float], torch.
     from the word-region similarities ``s`` (L words, R regions): each word's weights over the
     regions are a softmax of ``lambda_softmax * s`` (Lee et al. 2018, Eq. 2)."""
     c = _Checker("attention_softmax_axis (SCAN)")
-    n = 0
-    for words, regions, lam in ((4, 6, 9.0), (7, 3, 9.0), (5, 36, 4.0)):
-        n += 1
-        case = f"s of shape ({words} words, {regions} regions), lambda {lam}"
-        s = c.randn(words, regions).tanh()
-        ok, got = _call(c, case, student, s.clone(), lam)
-        if not ok:
-            return False
-        want = _ref_attention(s, lam)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return c.fail(case, f"a tensor of shape {tuple(want.shape)}",
-                          getattr(got, "shape", got))
-        if not torch.allclose(got, want, atol=1e-5):
-            hint = ""
-            if torch.allclose(got, torch.softmax(lam * s, dim=0), atol=1e-5):
-                hint = "the weights sum to 1 over the words; each word attends over regions"
-            elif torch.allclose(got, torch.softmax(s, dim=-1), atol=1e-5):
-                hint = "the inverse temperature lambda is missing"
-            return c.fail(case, want, got, hint)
-    return c.ok(n)
+    cases = [(f"s of shape ({words} words, {regions} regions), lambda {lam}",
+              c.randn(words, regions).tanh(), lam)
+             for words, regions, lam in ((4, 6, 9.0), (7, 3, 9.0), (5, 36, 4.0))]
+    mistakes = [(lambda s, lam: torch.softmax(lam * s, dim=0),
+                 "the weights sum to 1 over the words; each word attends over regions"),
+                (lambda s, lam: torch.softmax(s, dim=-1),
+                 "the inverse temperature lambda is missing")]
+    return _check_tensor_fn(c, student, cases, _ref_attention, mistakes)
 
 
 def check_gradient_reversal(student: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
