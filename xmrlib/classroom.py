@@ -160,7 +160,10 @@ def clear_outputs(nb: NotebookNode) -> NotebookNode:
 
 def make_edition(src: Path, dst: Path, with_solutions: bool = False) -> EditionReport:
     """Write ``src``'s student (or, ``with_solutions``, instructor) edition to ``dst``."""
-    nb = nbformat.read(src, as_version=4)
+    try:
+        nb = nbformat.read(src, as_version=4)
+    except (ValueError, nbformat.ValidationError) as err:  # NotJSONError is a ValueError
+        raise ValueError(f"{src}: not a readable notebook: {err}") from err
     removed = 0
     edition = clear_outputs(nb)
     if not with_solutions:
@@ -181,6 +184,8 @@ def student_edition(out_dir: str | Path, notebooks: str | Path | None = None,
     sources = sorted(src_dir.glob("*.ipynb"))
     if not sources:
         raise FileNotFoundError(f"{src_dir}: no chapter notebooks (*.ipynb) found")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder; choose an output folder")
     if out_dir.resolve() == src_dir.resolve():
         raise ValueError(f"{out_dir}: the output folder is the notebooks folder; choose another "
                          "so the chapters are not overwritten")

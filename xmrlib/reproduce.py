@@ -5,10 +5,12 @@ CLI (``python -m xmrlib.reproduce``):
 * ``run --profile smoke|default|full --dataset shapes|f30k_precomp|coco_precomp [--data-root DIR]
   [--device auto|cpu|cuda] [--chapters 01 03 ...] [-p NAME VALUE ...] [--force]`` executes the
   chapter notebooks ``notebooks/NN_*.ipynb`` with papermill (kernel of this interpreter,
-  ``OMP_NUM_THREADS=1``). Executed copies go to ``build/notebooks/<profile>/<dataset>/``; the
-  tables a chapter saves go to ``results/<profile>/<dataset>/<chapter>/`` with ``run.json``
-  (provenance). A chapter whose results are complete for the same parameters and notebook, and
-  whose executed copy exists, is skipped unless ``--force``.
+  ``OMP_NUM_THREADS=1``); ``-p NAME=VALUE`` works too. Executed copies go to
+  ``build/notebooks/<profile>/<dataset>/``; the tables a chapter saves go to
+  ``results/<profile>/<dataset>/<chapter>/`` with ``run.json`` (provenance). A chapter whose
+  results are complete for the same parameters and notebook, and whose executed copy exists, is
+  skipped unless ``--force``. A chapter that was killed has no ``run.json`` and runs again; its
+  training runs resume from their checkpoints.
 * ``report`` writes ``results/report.md`` and ``results/report.csv``: paper value, our value and,
   only when dataset, features and protocol match the paper's row, their difference.
 * ``book --profile P --dataset D`` assembles ``build/book/`` (executed chapters, the table of
@@ -141,6 +143,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_param(words: Sequence[str]) -> tuple[str, Any]:
+    """``["lr", "0.1"]`` or ``["lr=0.1"]`` (the words after one ``-p``) -> ``("lr", 0.1)``."""
+    if len(words) == 1 and "=" in words[0]:
+        words = words[0].split("=", 1)
+    if len(words) != 2 or not words[0]:
+        raise ReproduceError(f"-p {' '.join(words)}: expected -p NAME VALUE or -p NAME=VALUE")
+    return words[0], parse_value(words[1])
+
+
 def notebook_parameters(path: Path) -> dict[str, Any]:
     """Names and defaults of the ``parameters`` cell of a notebook (papermill's inspection)."""
     import papermill
@@ -227,7 +238,11 @@ def data_provenance(dataset: str, folder: Path | None) -> dict[str, Any]:
 
     ims = next((folder / f"{s}_ims.npy" for s in ("test", "testall", "dev", "train")
                 if (folder / f"{s}_ims.npy").exists()), None)
-    label = features_label(np.load(ims, mmap_mode="r").shape) if ims else "unknown"
+    try:
+        label = features_label(np.load(ims, mmap_mode="r").shape) if ims else "unknown"
+    except (ValueError, OSError, EOFError) as exc:
+        raise ReproduceError(f"{ims}: not a readable .npy array (truncated or corrupt?): "
+                             f"{exc}") from exc
     return {"source": str(folder), "features": label}
 
 
@@ -287,6 +302,13 @@ def _publish(staging: Path, final: Path) -> list[str]:
     return names
 
 
+def _check_profile_dataset(profile: str, dataset: str) -> None:
+    if profile not in PROFILE_NAMES:
+        raise ReproduceError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILE_NAMES)}")
+    if dataset not in DATASETS:
+        raise ReproduceError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+
+
 def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None,
                  device: str = "auto", chapters: Sequence[str] | None = None,
                  params: dict[str, Any] | None = None, force: bool = False,
@@ -298,10 +320,7 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
     """
     import papermill
 
-    if profile not in PROFILE_NAMES:
-        raise ReproduceError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILE_NAMES)}")
-    if dataset not in DATASETS:
-        raise ReproduceError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    _check_profile_dataset(profile, dataset)
     folder = resolve_data_root(dataset, data_root)
     available = discover_chapters(nb_dir)
     selected = list(chapters) if chapters else list(available)
@@ -340,6 +359,9 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
             log(f"[{chapter}] skipped: results complete for these parameters (use --force)")
             outcomes.append(ChapterOutcome(chapter, "skipped", executed=executed))
             continue
+        # not complete from here on: a kill while running or publishing leaves no run.json,
+        # so the next run re-runs the chapter instead of skipping a torn result
+        (final / "run.json").unlink(missing_ok=True)
         staging = build_dir() / "staging" / uuid.uuid4().hex
         previous = os.environ.get("XMR_RESULTS_DIR")
         os.environ["XMR_RESULTS_DIR"] = str(staging)
@@ -386,6 +408,21 @@ def _comparable(paper: pd.Series, dataset: str, features: str | None, protocol: 
             and protocol == paper["protocol"])
 
 
+def _read_run_json(path: Path) -> dict[str, Any]:
+    """A ``run.json`` with the keys the report needs, or a :class:`ReproduceError` naming it."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReproduceError(f"{path}: not valid JSON ({exc}); re-run the chapter with --force "
+                             "or delete the file") from exc
+    keys = ("chapter", "dataset", "profile", "seed")
+    missing = [k for k in keys if k not in info] if isinstance(info, dict) else list(keys)
+    if missing:
+        raise ReproduceError(f"{path}: missing key(s) {', '.join(missing)} "
+                             "(expected a run.json written by xmrlib.reproduce run)")
+    return info
+
+
 def build_report(root: Path | None = None) -> pd.DataFrame:
     """Paper-vs-run rows for every saved table that names ``paper_row`` ids (long format)."""
     from xmrlib.papers import paper_rows
@@ -394,10 +431,14 @@ def build_report(root: Path | None = None) -> pd.DataFrame:
     papers = paper_rows().set_index("row_id")
     rows = []
     for run_json in sorted(root.glob("*/*/*/run.json")):
-        info = json.loads(run_json.read_text(encoding="utf-8"))
+        info = _read_run_json(run_json)
         params = info.get("parameters", {})
         for csv in sorted(run_json.parent.glob("*.csv")):
-            table = pd.read_csv(csv)
+            try:
+                table = pd.read_csv(csv)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                raise ReproduceError(f"{csv}: not a readable results table ({exc}); re-run "
+                                     f"chapter {info['chapter']} with --force") from exc
             if "paper_row" not in table.columns:
                 continue
             for _, ours in table.iterrows():
@@ -491,6 +532,7 @@ def assemble_book(profile: str, dataset: str) -> Path:
     reproduction report and a gallery of Shapes scenes. Returns the effective toc path."""
     import yaml
 
+    _check_profile_dataset(profile, dataset)
     book = repo_root() / "build" / "book"
     nb_out = book / "notebooks"
     if nb_out.exists():
@@ -540,8 +582,7 @@ def evaluate_run(run_dir: str | Path, dataset: str, data_root: str | Path | None
                  split: str = "test") -> dict[str, float]:
     """Evaluate the best checkpoint of a training run folder (``model_best.pt``, written by
     :func:`xmrlib.train.fit`) on ``split`` of a dataset with one of the protocols."""
-    if dataset not in DATASETS:
-        raise ReproduceError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
+    _check_profile_dataset(profile, dataset)
     if not (Path(run_dir) / "model_best.pt").exists():
         raise ReproduceError(f"--run-dir {run_dir}: no model_best.pt (expected a run folder "
                              "written by xmrlib.train.fit, e.g. under build/runs/)")
@@ -549,10 +590,12 @@ def evaluate_run(run_dir: str | Path, dataset: str, data_root: str | Path | None
     from xmrlib.data import get_dataset, load_precomp
     from xmrlib.evaluation import evaluate
     from xmrlib.train import load_run
+    from xmrlib.utils import resolve_device
 
-    folder = folder or get_dataset("shapes", profile=profile)
+    resolve_device(device)  # an unavailable device fails before anything is loaded
+    data = load_precomp(folder or get_dataset("shapes", profile=profile), split)
     model = load_run(run_dir, device=device)
-    return evaluate(model, load_precomp(folder, split), protocol=protocol, device=device)
+    return evaluate(model, data, protocol=protocol, device=device)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -566,8 +609,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", default=None)
     run.add_argument("--device", default="auto")
     run.add_argument("--chapters", nargs="+", default=None, metavar="NN")
-    run.add_argument("-p", "--param", nargs=2, action="append", default=[],
-                     metavar=("NAME", "VALUE"), help="a chapter parameter (repeatable)")
+    run.add_argument("-p", "--param", nargs="+", action="append", default=[],
+                     metavar="NAME VALUE",
+                     help="a chapter parameter: -p NAME VALUE or -p NAME=VALUE (repeatable)")
     run.add_argument("--force", action="store_true", help="re-run complete chapters")
     run.add_argument("--notebooks-dir", default=None, help="folder of NN_name.ipynb chapters")
     sub.add_parser("report", help="write results/report.md and report.csv and print them")
@@ -589,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            params = {name: parse_value(value) for name, value in args.param}
+            params = dict(parse_param(words) for words in args.param)
             nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else None
             outcomes = run_chapters(args.profile, args.dataset, args.data_root, args.device,
                                     args.chapters, params, args.force, nb_dir)
@@ -611,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.device, args.profile)
         print(json.dumps(metrics, indent=2))
         return 0
-    except ReproduceError as exc:
+    except (ValueError, FileNotFoundError) as exc:  # ReproduceError, DataError, bad device ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

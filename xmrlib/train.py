@@ -223,7 +223,11 @@ def _check_config(run_dir: Path, config: dict[str, Any]) -> None:
     path = run_dir / "config.json"
     if not path.exists():
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); delete the run folder or use "
+                         "resume=False") from exc
     if config_hash(old) != config_hash(json.loads(json.dumps(config, default=str))):
         changed = sorted(k for k in set(old) | set(config)
                          if config_hash(old.get(k)) != config_hash(config.get(k)))
@@ -282,7 +286,7 @@ def fit(model: nn.Module, train_loader: Any, dev_data: Any, cfg: TrainConfig,
     start_epoch, skip, best_rsum, best_epoch = 0, 0, -float("inf"), -1
     epoch_rng: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        ckpt = load_checkpoint(ckpt_path, dev, CHECKPOINT_KEYS)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -397,6 +401,31 @@ def _interrupted(run_dir: Path, model: nn.Module, history: dict,
 
 # --------------------------------------------------------------------------- loading
 
+#: Keys of ``checkpoint_last.pt`` and of ``model_best.pt``.
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "step_in_epoch",
+                   "epoch_rng", "history", "best_rsum", "best_epoch")
+BEST_KEYS = ("model", "name", "config", "epoch", "metrics")
+
+
+def load_checkpoint(path: str | Path, device: torch.device, keys: tuple[str, ...]
+                    ) -> dict[str, Any]:
+    """``torch.load`` a checkpoint of :func:`fit`; a missing, torn or foreign file is a
+    ``ValueError`` (``FileNotFoundError`` when absent) naming the file and what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a torn file
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+                         f"{type(exc).__name__}: {exc}") from exc
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise ValueError(f"{path}: not a checkpoint of xmrlib.train.fit (missing "
+                         f"{', '.join(missing)})")
+    return state
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "auto") -> nn.Module:
     """Rebuild the best model of a run folder (``model_best.pt``), in eval mode."""
     path = Path(run_dir) / "model_best.pt"
@@ -404,7 +433,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "auto") -> nn.Mod
         raise FileNotFoundError(f"{path}: no best model here (expected a run folder written by "
                                 "xmrlib.train.fit that finished at least one epoch)")
     dev = resolve_device(device)
-    state = torch.load(path, map_location=dev, weights_only=False)
+    state = load_checkpoint(path, dev, BEST_KEYS)
     model = build_model(state["name"], **state["config"])
     model.load_state_dict(state["model"])
     return model.to(dev).eval()
@@ -423,7 +452,7 @@ def load_fit_result(run_dir: str | Path, device: str | torch.device = "auto",
     """A finished run as a ``FitResult`` (into ``model`` when given, else rebuilt)."""
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    state = torch.load(run_dir / "model_best.pt", map_location=dev, weights_only=False)
+    state = load_checkpoint(run_dir / "model_best.pt", dev, BEST_KEYS)
     if model is None:
         model = build_model(state["name"], **state["config"])
     model.load_state_dict(state["model"])
@@ -522,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     ``torchrun --nproc_per_node 4 -m xmrlib.train --chapter 03 --model vsepp --profile full
     --dataset f30k_precomp --data-root DIR``; prints the run folder and the best dev metrics."""
     import argparse
+    import sys
 
+    from xmrlib.config import chapter_config
     from xmrlib.data import get_dataset, load_precomp
 
     p = argparse.ArgumentParser(prog="python -m xmrlib.train", description=main.__doc__)
@@ -536,12 +567,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vse0", action="store_true", help="VSE0 flags: sum loss, no image norm")
     p.add_argument("--no-gather", action="store_true", help="DDP: negatives from the local batch")
     args = p.parse_args(argv)
-    root = get_dataset(args.dataset, data_root=args.data_root, profile=args.profile)
-    train, dev = load_precomp(root, "train"), load_precomp(root, "dev")
-    flags = {"max_violation": False, "image_norm": False} if args.vse0 else {}
-    result = fit_chapter_model(args.chapter, args.model, train, dev, args.profile,
-                               seed=args.seed, device=args.device,
-                               train_overrides={"gather_negatives": not args.no_gather}, **flags)
+    try:
+        resolve_device(args.device)  # an unavailable device fails before any data is made
+        chapter_config(args.chapter, args.profile)  # an unknown profile too
+        root = get_dataset(args.dataset, data_root=args.data_root, profile=args.profile)
+        train, dev = load_precomp(root, "train"), load_precomp(root, "dev")
+        flags = {"max_violation": False, "image_norm": False} if args.vse0 else {}
+        result = fit_chapter_model(args.chapter, args.model, train, dev, args.profile,
+                                   seed=args.seed, device=args.device,
+                                   train_overrides={"gather_negatives": not args.no_gather},
+                                   **flags)
+    except (ValueError, FileNotFoundError) as exc:  # DataError, unknown profile, bad device ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if dist_env()[0] == 0:
         print(result.run_dir, json.dumps(result.best_metrics))
     return 0

@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import random
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +17,40 @@ import torch
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Return a torch device: ``"auto"`` picks CUDA when present, else CPU.
+    """Return the torch device to use.
 
-    An explicit ``"cuda"`` on a machine without CUDA raises ``ValueError``.
+    * ``"auto"`` picks ``cuda`` when a GPU is usable, else the CPU. On a CPU-only build of torch
+      the CPU is the expected choice and nothing is said; when torch was built with CUDA but no
+      GPU can be used (no driver, ``CUDA_VISIBLE_DEVICES`` empty) it warns (``RuntimeWarning``)
+      and falls back to the CPU, since a GPU was probably expected.
+    * An explicit device that is not there is an error (``ValueError``), never a silent CPU
+      run: ``"cuda"`` without CUDA, ``"cuda:N"`` with N >= the number of GPUs, ``"mps"``
+      without MPS, or a name that is not ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
     """
     if isinstance(device, torch.device):
         device = str(device)
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; "
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.cuda.is_built():
+            warnings.warn("device='auto': this torch has CUDA support but no GPU is usable here; "
+                          "running on the CPU", RuntimeWarning, stacklevel=2)
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match:
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; "
+                             "use device='auto' or 'cpu'")
+        index, count = int(match.group(1) or 0), torch.cuda.device_count()
+        if index >= count:
+            raise ValueError(f"device={device!r} was asked for, but this machine has {count} "
+                             f"GPU(s) (cuda:0 to cuda:{count - 1})")
+        return torch.device(device)
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was asked for, but MPS is not available here; "
                          "use device='auto' or 'cpu'")
-    if device not in ("cpu",) and not device.startswith("cuda") and device != "mps":
-        raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu' or 'cuda[:N]'")
+    if device not in ("cpu", "mps"):
+        raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'")
     return torch.device(device)
 
 

@@ -71,16 +71,27 @@ class Vocabulary:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Vocabulary":
         """Inverse of :meth:`to_dict`; checks the special tokens are in place."""
+        if not isinstance(d, dict) or not isinstance(d.get("itos"), list):
+            raise ValueError("vocabulary dict must be {'itos': [word, ...]}, got "
+                             f"{str(d)[:60]}")
         itos = list(d["itos"])
         if tuple(itos[:4]) != SPECIALS:
             raise ValueError(f"vocabulary dict must start with {SPECIALS}, got {itos[:4]}")
         return cls(itos[4:])
 
     def save(self, path: str | Path) -> None:
-        """Write the vocabulary as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        """Write the vocabulary as JSON (atomically: a kill never leaves half a file)."""
+        from xmrlib.utils import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
-        """Read a vocabulary written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Read a vocabulary written by :meth:`save` (errors name the file)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no vocabulary file")
+        try:
+            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"{path}: not a vocabulary written by Vocabulary.save: {e}") from e

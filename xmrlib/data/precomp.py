@@ -97,7 +97,8 @@ def load_precomp(root: str | Path, split: str, max_dev_captions: int | None = 50
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist. {REAL_DATA_HELP}")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data folder {root} {what}. {REAL_DATA_HELP}")
     ims_path, caps_path = root / f"{split}_ims.npy", root / f"{split}_caps.txt"
     images = _load_npy(ims_path, mmap)
     if images.ndim not in (2, 3):
@@ -172,7 +173,10 @@ def _load_extras(data: PrecompData, n: int) -> None:
         data.image_paths = [img_dir / f"{i:05d}.png" for i in range(n)]
     p = root / "manifest.json"
     if p.is_file():
-        data.manifest = json.loads(p.read_text(encoding="utf-8"))
+        try:
+            data.manifest = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{p}: not valid JSON: {e}") from e
 
 
 def get_dataset(dataset: str, data_root: str | Path | None = None, profile: str = "default",
