@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from xmrlib.rerank import faiss_topk, rerank_matrix, two_stage_metrics
+from xmrlib.rerank import (faiss_topk, rerank_matrix, shortlists, two_stage_metrics,
+                           two_stage_metrics_batched)
 
 pytest.importorskip("faiss")
 
@@ -49,3 +50,36 @@ def test_two_stage_equals_fine_when_k_covers_gallery_and_is_bounded_by_first_sta
     small = two_stage_metrics(img, cap, score_pairs, k=1, captions_per_image=cpi)
     # with k = 1 the shortlist decides R@1 on the t2i side: re-scoring cannot add a missed image
     assert small["t2i_r1"] == pytest.approx(first["t2i_r1"])
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_batched_two_stage_equals_per_query_and_scores_each_pair_once(k):
+    rng = np.random.default_rng(2)
+    n_img, cpi, d = 9, 5, 6
+    img = rng.normal(size=(n_img, d)).astype(np.float32)
+    cap = (np.repeat(img, cpi, axis=0) + rng.normal(size=(n_img * cpi, d))).astype(np.float32)
+    fine = rng.normal(size=(n_img, n_img * cpi))
+    calls = []
+
+    def pair_scores(i, j):
+        calls.append(list(zip(i.tolist(), j.tolist())))
+        return fine[i, j]
+
+    batched = two_stage_metrics_batched(img, cap, pair_scores, k, captions_per_image=cpi)
+    per_query = two_stage_metrics(img, cap, lambda i, j: fine[np.ix_(i, j)], k,
+                                  captions_per_image=cpi)
+    assert {key: batched[key] for key in per_query} == pytest.approx(per_query)
+    # the shortlisted pairs, counted by hand from plain sorting of the first-stage scores
+    full = img @ cap.T
+    expected = {(i, int(j)) for i in range(n_img) for j in np.argsort(-full[i])[:k]}
+    expected |= {(int(i), j) for j in range(n_img * cpi) for i in np.argsort(-full[:, j])[:k]}
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(expected)
+    assert batched["scored_pairs"] == len(expected)
+
+
+def test_shortlists_shapes_and_directions():
+    rng = np.random.default_rng(3)
+    img, cap = rng.normal(size=(4, 3)), rng.normal(size=(10, 3))
+    cap_cand, img_cand = shortlists(img, cap, 2)
+    assert cap_cand.shape == (4, 2) and img_cand.shape == (10, 2)
+    assert list(img_cand[0]) == list(np.argsort(-(img @ cap[0]))[:2])

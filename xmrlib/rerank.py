@@ -56,27 +56,62 @@ def rerank_matrix(coarse: np.ndarray, candidates: np.ndarray, scorer: PairScorer
     return out
 
 
+def shortlists(first_img: np.ndarray, first_cap: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """First-stage shortlists of both directions with faiss: the top-k captions of every image
+    (n_img, k) and the top-k images of every caption (n_cap, k), best first."""
+    _, cap_cand = faiss_topk(first_img, first_cap, k)  # (n_img, k) captions per image
+    _, img_cand = faiss_topk(first_cap, first_img, k)  # (n_cap, k) images per caption
+    return cap_cand, img_cand
+
+
+def _both_directions(i2t: np.ndarray, t2i: np.ndarray, captions_per_image: int) -> dict:
+    """Flat metrics with the i2t keys of ``i2t``, the t2i keys of ``t2i`` and their rsum."""
+    from xmrlib.evaluation import recall_metrics
+
+    out = {key: v for key, v in recall_metrics(i2t, captions_per_image).items()
+           if key.startswith("i2t_")}
+    out.update({key: v for key, v in recall_metrics(t2i, captions_per_image).items()
+                if key.startswith("t2i_")})
+    out["rsum"] = sum(out[f"{d}_r{r}"] for d in ("i2t", "t2i") for r in (1, 5, 10))
+    return out
+
+
 def two_stage_metrics(first_img: np.ndarray, first_cap: np.ndarray, score_pairs: Callable[
         [np.ndarray, np.ndarray], np.ndarray], k: int, captions_per_image: int = 5) -> dict:
     """Recall metrics of "faiss top-k with a dual encoder, then re-score with ``score_pairs``".
 
     ``first_img`` (n_img, d) and ``first_cap`` (n_cap, d) are first-stage embeddings;
     ``score_pairs(img_idx, cap_idx)`` returns the fine similarity matrix (len(img_idx),
-    len(cap_idx)) of the given images and captions. Image queries (i2t) and caption queries (t2i)
-    each get their own shortlist; the flat dict has the usual keys.
+    len(cap_idx)) of the given images and captions, called once per query. Image queries (i2t)
+    and caption queries (t2i) each get their own shortlist; the flat dict has the usual keys.
     """
-    from xmrlib.evaluation import recall_metrics
-
     coarse = first_img @ first_cap.T  # (n_img, n_cap)
-    _, cap_cand = faiss_topk(first_img, first_cap, k)  # (n_img, k) captions per image
-    _, img_cand = faiss_topk(first_cap, first_img, k)  # (n_cap, k) images per caption
+    cap_cand, img_cand = shortlists(first_img, first_cap, k)
     i2t = rerank_matrix(coarse, cap_cand,
                         lambda i, c: score_pairs(np.array([i]), c)[0])
     t2i = rerank_matrix(coarse.T, img_cand,
                         lambda j, c: score_pairs(c, np.array([j]))[:, 0]).T
-    m_i2t = recall_metrics(i2t, captions_per_image)
-    m_t2i = recall_metrics(t2i, captions_per_image)
-    out = {key: v for key, v in m_i2t.items() if key.startswith("i2t_")}
-    out.update({key: v for key, v in m_t2i.items() if key.startswith("t2i_")})
-    out["rsum"] = sum(out[f"{d}_r{r}"] for d in ("i2t", "t2i") for r in (1, 5, 10))
-    return out
+    return _both_directions(i2t, t2i, captions_per_image)
+
+
+def two_stage_metrics_batched(first_img: np.ndarray, first_cap: np.ndarray, pair_scores: Callable[
+        [np.ndarray, np.ndarray], np.ndarray], k: int, captions_per_image: int = 5) -> dict:
+    """:func:`two_stage_metrics` with every shortlisted pair scored in a single call.
+
+    ``pair_scores(img_idx, cap_idx)`` takes two index arrays of length P and returns the P fine
+    scores of the aligned pairs (``img_idx[p]``, ``cap_idx[p]``), as MMCA's ``pair_scores`` does.
+    A pair on both an image's and a caption's shortlist is scored once. Returns the same
+    metrics, plus ``scored_pairs`` (P).
+    """
+    coarse = first_img @ first_cap.T  # (n_img, n_cap)
+    cap_cand, img_cand = shortlists(first_img, first_cap, k)
+    n_img, n_cap = coarse.shape
+    rows = np.concatenate([np.repeat(np.arange(n_img), cap_cand.shape[1]), img_cand.ravel()])
+    cols = np.concatenate([cap_cand.ravel(), np.repeat(np.arange(n_cap), img_cand.shape[1])])
+    pairs = np.unique(np.stack([rows, cols]), axis=1)  # (2, P) distinct (image, caption) pairs
+    fine = np.full(coarse.shape, np.nan)
+    fine[pairs[0], pairs[1]] = pair_scores(pairs[0], pairs[1])
+    i2t = rerank_matrix(coarse, cap_cand, lambda i, c: fine[i, c])
+    t2i = rerank_matrix(coarse.T, img_cand, lambda j, c: fine[c, j]).T
+    return {**_both_directions(i2t, t2i, captions_per_image), "scored_pairs": pairs.shape[1]}
