@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from xmrlib.data import DataError, get_dataset, load_precomp
+from xmrlib.data import DataError, first_images, get_dataset, load_precomp
 
 
 def _write(root, n=4, caps=None, ims=None, split="train"):
@@ -97,3 +97,18 @@ def test_get_dataset_shapes_cached_and_real_errors(tmp_path, monkeypatch):
     for s in ("dev", "test"):
         _write(tmp_path / "f30k_precomp", split=s)
     assert get_dataset("f30k_precomp", data_root=tmp_path) == tmp_path / "f30k_precomp"
+
+
+def test_first_images_cuts_every_field_consistently(shapes_root):
+    data = load_precomp(shapes_root, "test")
+    n = 3
+    cut = first_images(data, n)
+    assert len(cut) == n and cut.images.shape[0] == n
+    assert cut.captions == [data.captions[j] for j in range(5 * n)]      # image-major captions
+    for name in ("n_regions", "boxes", "groups", "scenes", "semantics", "image_paths"):
+        full, part = getattr(data, name), getattr(cut, name)
+        assert len(part) == n and all(np.array_equal(a, b) for a, b in zip(part, full[:n])), name
+    assert cut.manifest["first_images"] == n and "first_images" not in data.manifest
+    assert first_images(data, None) is data and first_images(data, len(data) + 5) is data
+    with pytest.raises(ValueError, match="positive number"):
+        first_images(data, 0)

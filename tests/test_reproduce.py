@@ -59,6 +59,7 @@ def test_run_provenance_failure_skip_and_force(tree, capsys):
                 "data", "notebook_sha256", "executed_notebook"):
         assert key in info, key
     assert info["status"] == "complete" and info["device"] == "cpu"
+    assert info["executed_notebook"] == "notebooks/smoke/shapes/" + info["notebook"]
     assert info["parameters"] == {"profile": "smoke", "dataset": "shapes", "data_root": None,
                                   "device": "cpu", "scale": 3, "seed": 0}
     assert set(info["git"]) == {"commit", "dirty"} and info["packages"]["pandas"]

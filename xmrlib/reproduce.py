@@ -172,6 +172,14 @@ def _file_sha(path: Path) -> str:
 
 # --------------------------------------------------------------------------- provenance
 
+def _relative_to_build(path: Path) -> str:
+    """``path`` relative to the build folder (run records name no machine paths)."""
+    try:
+        return path.resolve().relative_to(build_dir().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def git_state(root: Path | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the repository (tracked files)."""
     root = root or repo_root()
@@ -385,7 +393,7 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
         files = _publish(staged, final) if error is None else []
         shutil.rmtree(staging, ignore_errors=True)
         info = {"status": "failed" if error else "complete", "chapter": chapter,
-                "notebook": nb.name, "notebook_sha256": nb_sha, "executed_notebook": str(executed),
+                "notebook": nb.name, "notebook_sha256": nb_sha, "executed_notebook": _relative_to_build(executed),
                 "parameters": nb_params, "seed": nb_params["seed"], "profile": profile,
                 "dataset": dataset, "git": git, "packages": versions, "device": dev_name,
                 "python": platform.python_version(), "platform": platform.platform(),

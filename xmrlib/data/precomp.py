@@ -9,7 +9,7 @@ when features are stored once per caption (N_ims == N_caps) ``im_div`` is 5; dev
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,28 @@ class PrecompData:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+def first_images(data: PrecompData, n: int | None) -> PrecompData:
+    """The first ``n`` images of a split with their captions and extras (the split for None).
+
+    The cut is recorded in the manifest (``first_images``, ``source``), which enters the
+    configuration hash of a training run, so the same cut finds the same run folder.
+    """
+    if n is None or n >= len(data):
+        return data
+    if n < 1:
+        raise ValueError(f"first_images: n must be a positive number of images, got {n}")
+    k = data.captions_per_image
+
+    def head(x: Any) -> Any:
+        return None if x is None else x[:n]
+
+    return replace(data, images=data.images[:n], captions=data.captions[:k * n],
+                   n_regions=head(data.n_regions), boxes=head(data.boxes),
+                   groups=head(data.groups), scenes=head(data.scenes),
+                   semantics=head(data.semantics), image_paths=head(data.image_paths),
+                   manifest={**data.manifest, "first_images": n, "source": str(data.root)})
 
 
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
