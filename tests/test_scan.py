@@ -203,3 +203,133 @@ def test_model_loss_is_hinge_of_score_matrix():
         torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
         loss.backward()
         assert model.txt_enc.embed.weight.grad.abs().sum() > 0
+
+
+def test_warmup_switches_from_sum_to_hardest_negatives():
+    from xmrlib.losses import hinge_triplet_loss
+    from xmrlib.models import build_model
+    from xmrlib.vocab import Vocabulary
+
+    captions = ["a red circle", "a blue square left of a circle", "green", "two red squares"]
+    torch.manual_seed(0)
+    model = build_model("scan", vocab=Vocabulary.build(captions).to_dict(), img_dim=6,
+                        embed_size=8, word_dim=5, warmup=0.5)
+    tokens, lengths = model.tokenize(captions)
+    batch = {"images": torch.randn(4, 3, 6), "n_regions": torch.tensor([3, 2, 3, 1]),
+             "tokens": tokens, "lengths": lengths}
+    with torch.no_grad():
+        img = model.encode_images(batch["images"], batch["n_regions"])
+        scores = model.similarity(img, model.encode_captions(tokens, lengths), lengths,
+                                  batch["n_regions"])
+        for progress, hardest in [(0.0, False), (0.49, False), (0.5, True), (0.9, True)]:
+            want = hinge_triplet_loss(scores, margin=0.2, max_violation=hardest)
+            torch.testing.assert_close(model.loss(batch, progress)[0], want)
+        assert not torch.allclose(hinge_triplet_loss(scores, 0.2, max_violation=False),
+                                  hinge_triplet_loss(scores, 0.2, max_violation=True))
+    with pytest.raises(ValueError, match="warmup"):
+        build_model("scan", vocab=model.config["vocab"], img_dim=6, warmup=1.5)
+
+
+def test_word_attention_equals_plain_loop_and_rows_sum_to_one():
+    from xmrlib.models import build_model
+    from xmrlib.models.scan import word_attention
+    from xmrlib.vocab import Vocabulary
+
+    captions = ["a red circle above a blue square", "two shapes"]
+    vocab = Vocabulary.build(captions).to_dict()
+    torch.manual_seed(1)
+    model = build_model("scan", vocab=vocab, img_dim=6, embed_size=8, word_dim=5,
+                        lambda_softmax=9.0).eval()
+    feats = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)  # 2 padded rows
+    tokens, lengths = model.tokenize(captions[:1])
+    got = word_attention(model, feats, 3, tokens, lengths)
+    with torch.no_grad():
+        v = model.encode_images(torch.from_numpy(feats[None, :3]))[0].tolist()
+        w = model.encode_captions(tokens, lengths)[0].tolist()
+    sim = [[sum(a * b for a, b in zip(wl, vr)) for vr in v] for wl in w]
+    sim = [[x if x > 0 else 0.1 * x for x in row] for row in sim]  # LeakyReLU(0.1)
+    col = [sum(row[r] ** 2 for row in sim) ** 0.5 + 1e-8 for r in range(3)]  # over the words
+    expected = []
+    for row in sim:
+        e = [np.exp(9.0 * row[r] / col[r]) for r in range(3)]
+        expected.append([x / sum(e) for x in e])
+    assert got.shape == (int(lengths[0]), 3)
+    np.testing.assert_allclose(got, np.array(expected), atol=1e-5)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-6)
+    # the same weights give xattn_scores' t2i AVG score (mean cosine of word and context)
+    v_t, w_t = torch.tensor(v), torch.tensor(w)
+    ctx = torch.from_numpy(got) @ v_t
+    avg = torch.nn.functional.cosine_similarity(w_t, ctx, dim=1).mean()
+    ref = xattn_scores(v_t[None], w_t[None], lengths, agg="AVG", lambda_softmax=9.0)[0, 0]
+    assert abs(float(avg) - float(ref)) < 1e-5
+    i2t = build_model("scan", vocab=vocab, img_dim=6, embed_size=8, word_dim=5,
+                      attention="i2t")
+    with pytest.raises(ValueError, match="text-to-image"):
+        word_attention(i2t, feats, 3, tokens, lengths)
+
+
+def test_binding_ceiling_hand_case_and_bound():
+    from xmrlib.evaluation import binding_accuracy, binding_ceiling
+
+    # group 0 = images 0, 1 share text "a"; group 1 = image 2 holds "a" twice (its own, no twin)
+    captions = ["a", "b", "a", "c", "a", "a"]
+    groups = np.array([0, 0, 1])
+    assert binding_ceiling(captions, groups, 2) == pytest.approx(5 / 6)
+    # reachable: image 0 wins "a", every distinct text wins its own image
+    sims = np.array([[1.0, 1, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 1]])
+    assert binding_accuracy(sims, groups, 2) == pytest.approx(5 / 6)
+    # and never beaten: equal texts get equal scores under any model
+    rng = np.random.default_rng(0)
+    texts = ["x", "y", "z"]
+    caps = [texts[t] for t in rng.integers(0, 3, size=40)]
+    grp = np.repeat(np.arange(4), [2, 3, 2, 3])
+    ceiling = binding_ceiling(caps, grp, 4)
+    for _ in range(200):
+        per_text = rng.normal(size=(10, 3))  # (images, texts): a model that reads the text only
+        s = per_text[:, [texts.index(c) for c in caps]]
+        assert binding_accuracy(s, grp, 4) <= ceiling + 1e-12
+
+
+@pytest.mark.parametrize("attention", ["t2i", "i2t"])
+def test_small_groups_and_large_logits_match_loop(attention, monkeypatch):
+    """One context sample per group (GROUP_ELEMENTS = 1), padded regions, and logits far
+    outside exp's float32 range (unnormalised features, lambda 40) still equal the loop."""
+    import xmrlib.models.scan as scan
+
+    images, captions, cap_lens = random_inputs(n_img=5, n_cap=6)
+    img_lens = torch.tensor([4, 2, 3, 1, 4])
+    for group in [1, 50]:
+        monkeypatch.setattr(scan, "GROUP_ELEMENTS", group)
+        for norm, scale, lam in [("clipped_l2norm", 1.0, 9.0), ("no_norm", 3.0, 40.0),
+                                 ("l1norm", 1.0, 4.0)]:
+            imgs = images * scale
+            expected = ref_scores(imgs, captions, cap_lens, attention, lam, "LSE", 6.0, norm,
+                                  img_lens=img_lens)
+            got = xattn_scores(imgs, captions, cap_lens, attention=attention, lambda_softmax=lam,
+                               raw_feature_norm=norm, img_lens=img_lens, chunk_size=(3, 4))
+            assert torch.isfinite(got).all()
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_with_small_groups(monkeypatch):
+    import xmrlib.models.scan as scan
+
+    monkeypatch.setattr(scan, "GROUP_ELEMENTS", 1)
+    images, captions, cap_lens = random_inputs(n_img=3, n_cap=2, n_reg=3, n_word=4, d=5,
+                                               dtype=torch.float64)
+    images.requires_grad_(True)
+    captions.requires_grad_(True)
+    for attention, agg in [("t2i", "LSE"), ("i2t", "AVG"), ("t2i", "Max")]:
+        def fn(im, ca):
+            return xattn_scores(im, ca, cap_lens, attention=attention, agg=agg,
+                                img_lens=torch.tensor([3, 1, 2]), chunk_size=(2, 1))
+        assert torch.autograd.gradcheck(fn, (images, captions))
+
+
+def test_length_runs_hand_case():
+    from xmrlib.models.scan import _length_runs
+
+    # half full (2) first, then on while the length repeats, never past 4
+    assert _length_runs([8, 8, 9, 9, 9, 10], 4) == [(0, 2), (2, 5), (5, 6)]
+    assert _length_runs([5] * 7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert _length_runs([], 4) == []

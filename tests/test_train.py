@@ -162,6 +162,10 @@ def test_fit_or_load_reuses_the_run(learn_shapes, tmp_path):
     other = run_dir_for("vsepp", {**first.model.config, "embed_size": 32}, cfg,
                         data_identity(train), tmp_path)
     assert other != first.run_dir
+    dev = load_precomp(learn_shapes, "dev")
+    third = fit_or_load("vsepp", config, train, dev, cfg, device="cpu", progress=False,
+                        root=tmp_path)  # model selection on a dev set: another run
+    assert third.run_dir not in (first.run_dir, other)
 
 
 def test_full_profile_hyperparameters_run_on_real_format(learn_shapes, tmp_path):

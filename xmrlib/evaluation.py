@@ -410,3 +410,23 @@ def oracle_recall(truth: Any, captions_per_image: int = 5) -> dict[str, float]:
     out["t2i_meanr"] = float(np.mean((m_cap - 1.0) / 2.0) + 1.0)
     out["rsum"] = float(sum(out[key] for key in _RECALL_KEYS))
     return out
+
+
+def binding_ceiling(captions: list[str], groups: Any, captions_per_image: int = 5) -> float:
+    """The highest :func:`binding_accuracy` any scoring function can reach on these captions.
+
+    A model gives equal caption texts equal scores. When images of one binding group share a
+    caption text (e.g. a count caption, true of every twin), at most the captions of one of
+    those images can score their own image strictly above the others, so for every
+    (group, text) only the largest number of captions held by a single image can be correct.
+    """
+    groups = np.asarray(groups)
+    if len(captions) != captions_per_image * len(groups):
+        raise ValueError(f"expected {captions_per_image} captions per image for {len(groups)} "
+                         f"images, got {len(captions)} captions")
+    held: dict[tuple[int, str], dict[int, int]] = {}
+    for j, text in enumerate(captions):
+        img = j // captions_per_image
+        per_image = held.setdefault((int(groups[img]), text), {})
+        per_image[img] = per_image.get(img, 0) + 1
+    return sum(max(c.values()) for c in held.values()) / len(captions)

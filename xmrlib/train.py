@@ -487,12 +487,15 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
     """Train ``model_name`` on ``train_data`` unless the same run exists; then just load it.
 
     The run folder is keyed by a hash of the model's full config (defaults included), ``cfg``
-    and the data identity; an interrupted run resumes. Under torchrun the loader is sharded by rank.
+    and the identity of the training and dev data; an interrupted run resumes. Under torchrun
+    the loader is sharded by rank.
     """
     from xmrlib.data import make_loader
 
     rank, world = dist_env()
     data_id = data_identity(train_data)
+    if dev_data is not None:  # epochs selected on another dev set make another run
+        data_id["dev"] = data_identity(dev_data)
     if world > 1:  # N processes of batch_size each: a different run from one process
         data_id["world_size"] = world
     seed_everything(cfg.seed)

@@ -26,13 +26,17 @@ Where the official code differs from the paper's equations (we follow the code):
 
 Speed: the cosine between a query item and its attended context needs only ``s`` and the Gram
 matrix of the context items: ``q . ctx = sum_k a_k s_k`` and ``|ctx|^2 = a^T G a``, so the
-``d``-dimensional attended vectors are never formed. One matrix product gives ``s`` for a whole
-chunk of images x captions; chunks bound the memory (inputs may be memory-mapped numpy arrays).
+``d``-dimensional attended vectors are never formed, and the softmax need not be normalised (the
+cosine ignores the context's scale). One matrix product gives ``s`` for a whole chunk of images x
+captions; chunks bound the memory (inputs may be memory-mapped numpy arrays). The steps after it
+run on cache-sized groups of that product, in place when autograd is off; the images' Gram
+matrices (t2i) are computed once, not once per caption chunk. On one CPU thread this costs about 1.4
+times the bare matrix product of all words with all regions (``benchmarks/bench_scan.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -50,22 +54,39 @@ ATTENTIONS = ("t2i", "i2t")
 ArrayLike = Tensor | np.ndarray
 
 
-def _raw_norm(s: Tensor, mask: Tensor | None, dim: int, kind: str, scale: float) -> Tensor:
-    """``scale`` times the official raw-feature normalisation of ``s`` along ``dim``.
+GROUP_ELEMENTS = 2 ** 17  # similarities scored at a time: ~0.5 MB buffers stay in the CPU cache
+
+
+def _sum_keep(x: Tensor, dim: int) -> Tensor:
+    """Sum of ``x`` over ``dim`` (kept as size 1), as a matrix-vector product: much faster than
+    ``sum`` when ``dim`` is a short innermost axis."""
+    x = x.movedim(dim, -1)
+    return (x @ x.new_ones(x.shape[-1]))[..., None].movedim(-1, dim)
+
+
+def _raw_norm(s: Tensor, mask: Tensor | None, dim: int, kind: str, scale: float,
+              inplace: bool = False) -> Tensor:
+    """``scale`` times the official raw-feature normalisation of ``s`` along ``dim`` (a new
+    tensor; ``inplace``: intermediates are overwritten, for use without autograd).
 
     ``s`` must be 0 at padded positions (then sums need no mask); ``mask`` (True = valid,
     broadcastable, ``None`` when nothing is padded) is used by the softmax only.
     """
-    if kind.startswith("clipped"):
+    fresh = kind.startswith("clipped")
+    if fresh:
         s = F.leaky_relu(s, 0.1)
+    inplace = inplace and fresh  # never overwrite the caller's tensor
     if kind in ("l2norm", "clipped_l2norm"):
-        return s * (scale / (torch.linalg.vector_norm(s, dim=dim, keepdim=True) + 1e-8))
+        # the clamp only keeps the gradient of an all-zero row finite (sqrt'(0) = inf)
+        c = scale / (_sum_keep(s.square(), dim).clamp_(min=1e-30).sqrt_() + 1e-8)
+        return s.mul_(c) if inplace else s * c
     if kind in ("l1norm", "clipped_l1norm"):
-        return s * (scale / (s.abs().sum(dim, keepdim=True) + 1e-8))
+        c = scale / (_sum_keep(s.abs(), dim) + 1e-8)
+        return s.mul_(c) if inplace else s * c
     if kind == "softmax":
         s = s if mask is None else s.masked_fill(~mask, float("-inf"))
         return torch.softmax(s, dim=dim) * scale
-    return s * scale  # "clipped" or "no_norm"
+    return s.mul_(scale) if inplace else s * scale  # "clipped" or "no_norm"
 
 
 def _aggregate(rel: Tensor, mask: Tensor, agg: str, lambda_lse: float) -> Tensor:
@@ -80,55 +101,77 @@ def _aggregate(rel: Tensor, mask: Tensor, agg: str, lambda_lse: float) -> Tensor
     return total / mask.sum(-1).to(rel.dtype)  # AVG
 
 
+def _attend(s: Tensor, gram: Tensor, qnorm: Tensor, kmask: Tensor | None,
+            qmask: Tensor | None, lambda_softmax: float, raw_feature_norm: str,
+            inplace: bool) -> Tensor:
+    """Cosine of every query item with its attended context -> (g, nq, Lq).
+
+    ``s`` (g, Lk, nq, Lq): similarities of g context samples' items (Lk each) with all query
+    items; ``gram`` (g, Lk, Lk) the context samples' Gram matrices; ``qnorm`` (nq, Lq);
+    ``kmask`` (g, Lk, 1, 1) and ``qmask`` (1, 1, nq, Lq) mark the valid items (``None``: all).
+    The softmax is left unnormalised, ``e = exp(logits - max)``: the cosine does not change when
+    the context is scaled, and ``1e-8`` is scaled with it (``z = sum e``) to keep the official
+    ``max(|q||ctx|, 1e-8)``.
+    """
+    g, n_k = s.shape[:2]
+    logits = _raw_norm(s, qmask, 3, raw_feature_norm, lambda_softmax, inplace)
+    if kmask is not None:  # padded context items get no weight
+        logits = (logits.masked_fill_ if inplace else logits.masked_fill)(~kmask, float("-inf"))
+    shift = logits.amax(1, keepdim=True).detach()  # the result does not depend on it
+    e = logits.sub_(shift).exp_() if inplace else (logits - shift).exp()  # (g, Lk, nq, Lq)
+    z = e.sum(1)  # (g, nq, Lq)
+    ge = torch.bmm(gram, e.view(g, n_k, -1)).view_as(e)  # G e
+    if inplace:
+        ctx2 = ge.mul_(e).sum(1)
+        dot = e.mul_(s).sum(1)
+    else:
+        ctx2, dot = (ge * e).sum(1), (e * s).sum(1)  # |context|^2 and query . context, times z
+    return dot / torch.maximum(qnorm * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
+
+
 def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
                   attention: str, lambda_softmax: float, agg: str, lambda_lse: float,
-                  raw_feature_norm: str) -> Tensor:
+                  raw_feature_norm: str, gram: Tensor | None = None) -> Tensor:
     """Scores of one chunk: img (ni, R, d), cap (nc, L, d) -> (ni, nc).
 
-    Works in the layout of the one matrix product, (ni, R, nc, L), so every step is contiguous.
-    Padded words and regions are zeroed first, so their similarities are 0 and only the
-    softmaxes need masks (and only when the chunk has padding).
+    The query side (captions for t2i, images for i2t) attends to the context side. One matrix
+    product gives all similarities in the layout (nk, Lk, nq, Lq); the later steps take a few
+    context samples at a time (:data:`GROUP_ELEMENTS` similarities, cache-sized buffers), in
+    place when autograd is off. Padded words and regions are zeroed first, so their
+    similarities are 0 and only softmaxes need masks (only when the chunk has padding).
+    ``gram``: the context samples' :func:`_masked_gram`, if already computed.
     """
-    ni, n_reg, _ = img.shape
-    nc, n_word, _ = cap.shape
-    wmask = length_mask(cap_lens, n_word)  # (nc, L)
-    rmask = length_mask(img_lens, n_reg)  # (ni, R)
-    w_pad, r_pad = not bool(wmask.all()), not bool(rmask.all())
-    cap = cap * wmask[..., None].to(cap.dtype) if w_pad else cap
-    img = img * rmask[..., None].to(img.dtype) if r_pad else img
-    # one matrix product: (ni*R, d) x (d, nc*L) -> (ni, R, nc, L)
-    s = (img.reshape(ni * n_reg, -1) @ cap.reshape(nc * n_word, -1).t())
-    s = s.view(ni, n_reg, nc, n_word)
+    wmask = length_mask(cap_lens, cap.shape[1])  # (nc, L)
+    rmask = length_mask(img_lens, img.shape[1])  # (ni, R)
     inplace = not (torch.is_grad_enabled() and (img.requires_grad or cap.requires_grad))
-    wm = wmask[None, None] if w_pad else None  # (1, 1, nc, L)
-    rm = rmask[:, :, None, None] if r_pad else None  # (ni, R, 1, 1)
-    if attention == "t2i":
-        # normalise over words (the query axis), attend over regions
-        logits = _raw_norm(s, wm, 3, raw_feature_norm, lambda_softmax)
-        logits = logits if rm is None else logits.masked_fill(~rm, float("-inf"))
-        a = torch.softmax(logits, dim=1)  # (ni, R, nc, L)
-        gram = img @ img.transpose(1, 2)  # (ni, R, R)
-        ga = (gram @ a.view(ni, n_reg, nc * n_word)).view(ni, n_reg, nc, n_word)
-        if inplace:  # no autograd: reuse the big buffers
-            dot, ctx2 = s.mul_(a).sum(1), ga.mul_(a).sum(1)
-        else:
-            dot, ctx2 = (a * s).sum(1), (ga * a).sum(1)  # (ni, nc, L): word . context, |ctx|^2
-        qnorm = cap.norm(dim=-1)[None]  # (1, nc, L)
-        rel = dot / (qnorm * ctx2.clamp(min=0).sqrt()).clamp(min=1e-8)
-        return _aggregate(rel, wmask[None], agg, lambda_lse)
-    # i2t: normalise over regions (the query axis), attend over words
-    logits = _raw_norm(s, rm, 1, raw_feature_norm, lambda_softmax)
-    logits = logits if wm is None else logits.masked_fill(~wm, float("-inf"))
-    a = torch.softmax(logits, dim=3)  # (ni, R, nc, L)
-    gram = cap @ cap.transpose(1, 2)  # (nc, L, L)
-    ga = torch.einsum("irnl,nlk->irnk", a, gram)  # (ni, R, nc, L)
-    if inplace:  # no autograd: reuse the big buffers
-        dot, ctx2 = s.mul_(a).sum(3), ga.mul_(a).sum(3)
-    else:
-        dot, ctx2 = (a * s).sum(3), (ga * a).sum(3)  # (ni, R, nc): region . context, |ctx|^2
-    qnorm = img.norm(dim=-1)[:, :, None]  # (ni, R, 1)
-    rel = dot / (qnorm * ctx2.clamp(min=0).sqrt()).clamp(min=1e-8)  # (ni, R, nc)
-    return _aggregate(rel.transpose(1, 2), rmask[:, None], agg, lambda_lse)
+    cap = cap if wmask.all() else cap * wmask[..., None].to(cap.dtype)
+    img = img if rmask.all() else img * rmask[..., None].to(img.dtype)
+    ctx, kmask, qry, qmask = (img, rmask, cap, wmask) if attention == "t2i" else \
+        (cap, wmask, img, rmask)
+    nk, n_k, dim = ctx.shape
+    nq, n_q, _ = qry.shape
+    qflat = qry.reshape(nq * n_q, dim)
+    qnorm = qry.norm(dim=-1)  # (nq, Lq)
+    gram = ctx @ ctx.transpose(1, 2) if gram is None else gram  # (nk, Lk, Lk)
+    qm = None if qmask.all() else qmask[None, None]  # (1, 1, nq, Lq)
+    k_pad = not bool(kmask.all())
+    step = max(1, GROUP_ELEMENTS // (n_k * nq * n_q))
+    # (nk*Lk, d) x (d, nq*Lq) -> (nk, Lk, nq, Lq)
+    sims = (ctx.reshape(nk * n_k, dim) @ qflat.t()).view(nk, n_k, nq, n_q)
+    out = []
+    for k0, s in zip(range(0, nk, step), sims.split(step)):
+        km = kmask[k0:k0 + step, :, None, None] if k_pad else None  # (g, Lk, 1, 1)
+        out.append(_attend(s, gram[k0:k0 + step], qnorm, km, qm, lambda_softmax,
+                           raw_feature_norm, inplace))  # (g, nq, Lq)
+    scores = _aggregate(torch.cat(out), qmask, agg, lambda_lse)  # (nk, nq)
+    return scores if attention == "t2i" else scores.t()
+
+
+def _masked_gram(x: Tensor, lens: Tensor) -> Tensor:
+    """Gram matrices (n, K, K) of x (n, K, d) with the items past ``lens`` zeroed."""
+    mask = length_mask(lens, x.shape[1])
+    x = x if mask.all() else x * mask[..., None].to(x.dtype)
+    return x @ x.transpose(1, 2)
 
 
 def _summax_chunk(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
@@ -171,12 +214,27 @@ def _rows(x: ArrayLike, idx: Tensor | slice, length: int, device: torch.device) 
     return torch.from_numpy(np.ascontiguousarray(rows)).to(device)
 
 
+def _length_runs(sorted_lens: list[int], size: int) -> list[tuple[int, int]]:
+    """Cut captions sorted by length into chunks [c0, c1) of at most ``size``; once a chunk is
+    half full it ends where the length grows, so less of it is padding."""
+    runs, c0, n = [], 0, len(sorted_lens)
+    while c0 < n:
+        c1 = min(c0 + max(1, size // 2), n)
+        while c1 < min(c0 + size, n) and sorted_lens[c1] == sorted_lens[c1 - 1]:
+            c1 += 1
+        runs.append((c0, c1))
+        c0 = c1
+    return runs
+
+
 def _chunked(fn, images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
-             img_lens: ArrayLike | None, chunk_size: int | tuple[int, int]) -> Tensor:
+             img_lens: ArrayLike | None, chunk_size: int | tuple[int, int],
+             prepare: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
     """Apply ``fn(img_chunk, cap_chunk, cap_lens, img_lens)`` over image x caption chunks.
 
     Captions are visited in order of length so that every chunk is trimmed to its own longest
-    caption; results are written back to their columns.
+    caption; results are written back to their columns. ``prepare(img_chunk, img_lens)``, if
+    given, is computed once per image chunk and passed to ``fn`` as a fifth argument.
     """
     if images.ndim != 3 or captions.ndim != 3 or images.shape[-1] != captions.shape[-1]:
         raise ValueError(f"xattn_scores: images must be (n_img, R, d) and captions (n_cap, L, d)"
@@ -191,16 +249,20 @@ def _chunked(fn, images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
     order = torch.argsort(clens, stable=True)
     first = _rows(images, slice(0, 1), 1, device) if n_img else None
     dtype = first.dtype if first is not None else torch.float32
-    columns = []
-    for c0 in range(0, n_cap, cc):
-        idx = order[c0:c0 + cc]
+    columns, prepared = [], {}
+    for c0, c1 in _length_runs(clens[order].tolist(), cc):
+        idx = order[c0:c1]
         lens = clens[idx]
         cap = _rows(captions, idx, int(lens.max()), device)
         blocks = []
         for i0 in range(0, n_img, ci):
             il = ilens[i0:i0 + ci]
             img = _rows(images, slice(i0, i0 + ci), int(il.max()), device)
-            blocks.append(fn(img, cap, lens.to(device), il.to(device)))
+            il = il.to(device)
+            if prepare is not None and i0 not in prepared:
+                prepared[i0] = prepare(img, il)
+            extra = (prepared[i0],) if prepare is not None else ()
+            blocks.append(fn(img, cap, lens.to(device), il, *extra))
         columns.append(torch.cat(blocks, 0) if blocks else torch.zeros(0, len(idx), dtype=dtype))
     if not columns:
         return torch.zeros(n_img, 0, dtype=dtype, device=device)
@@ -243,11 +305,14 @@ def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
         raise ValueError(f"xattn_scores: raw_feature_norm must be one of {RAW_FEATURE_NORMS}, "
                          f"got {raw_feature_norm!r}")
 
-    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor) -> Tensor:
+    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor, gram: Tensor | None = None
+           ) -> Tensor:
         return _chunk_scores(img, cap, cl, il, attention, lambda_softmax, agg, lambda_lse,
-                             raw_feature_norm)
+                             raw_feature_norm, gram)
 
-    return _chunked(fn, images, captions, cap_lens, img_lens, chunk_size)
+    # t2i attends over regions: the image Gram matrices serve every caption chunk
+    prepare = _masked_gram if attention == "t2i" else None
+    return _chunked(fn, images, captions, cap_lens, img_lens, chunk_size, prepare)
 
 
 def summax_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
@@ -306,7 +371,9 @@ class SCAN(nn.Module):
     attention, trained with the hinge loss on the hardest negatives (max violation).
 
     Defaults are the paper's: embedding 1024, word vectors 300, margin 0.2, t2i LSE with
-    lambda_softmax 9 and lambda_lse 6, ``clipped_l2norm``, bidirectional GRU.
+    lambda_softmax 9 and lambda_lse 6, ``clipped_l2norm``, bidirectional GRU, hardest negatives
+    from the first step. ``warmup`` (not in the paper) is the fraction of training that uses the
+    sum over all negatives before the hardest ones, as for VSE++ (:class:`xmrlib.models.vse.VSE`).
     """
 
     name = "scan"
@@ -316,22 +383,26 @@ class SCAN(nn.Module):
                  lambda_softmax: float = 9.0, lambda_lse: float = 6.0,
                  raw_feature_norm: str = "clipped_l2norm", max_violation: bool = True,
                  num_layers: int = 1, bi_gru: bool = True,
-                 chunk_size: int | tuple[int, int] = (64, 64)) -> None:
+                 chunk_size: int | tuple[int, int] = (64, 64), warmup: float = 0.0) -> None:
         super().__init__()
         from xmrlib.vocab import Vocabulary
 
         if attention not in ATTENTIONS or agg not in AGGREGATIONS:
             raise ValueError(f"SCAN: attention must be in {ATTENTIONS} and agg in "
                              f"{AGGREGATIONS}, got {attention!r}, {agg!r}")
+        if not 0.0 <= warmup <= 1.0:
+            raise ValueError(f"SCAN: warmup must be a fraction of training in [0, 1], "
+                             f"got {warmup}")
         self.config: dict[str, Any] = dict(
             vocab=vocab, img_dim=img_dim, embed_size=embed_size, word_dim=word_dim,
             margin=margin, attention=attention, agg=agg, lambda_softmax=lambda_softmax,
             lambda_lse=lambda_lse, raw_feature_norm=raw_feature_norm,
             max_violation=max_violation, num_layers=num_layers, bi_gru=bi_gru,
-            chunk_size=list(chunk_size) if isinstance(chunk_size, tuple) else chunk_size)
+            chunk_size=list(chunk_size) if isinstance(chunk_size, tuple) else chunk_size,
+            warmup=warmup)
         self.vocab = Vocabulary.from_dict(vocab)
         self.tokenize = self.vocab
-        self.margin, self.max_violation = margin, max_violation
+        self.margin, self.max_violation, self.warmup = margin, max_violation, warmup
         self.xattn = dict(attention=attention, agg=agg, lambda_softmax=lambda_softmax,
                           lambda_lse=lambda_lse, raw_feature_norm=raw_feature_norm,
                           chunk_size=tuple(chunk_size) if isinstance(chunk_size, list)
@@ -358,7 +429,8 @@ class SCAN(nn.Module):
 
     def loss(self, batch: dict[str, Tensor], progress: float,
              gather: Any = None) -> tuple[Tensor, dict[str, float]]:
-        """Hinge triplet loss (hardest negatives when ``max_violation``) on the B x B scores."""
+        """Hinge triplet loss on the B x B scores: the hardest negatives when ``max_violation``
+        and the run is past its ``warmup`` fraction (``progress``), else the sum over all."""
         if gather is not None:
             raise ValueError("SCAN.loss: gathering negatives across ranks is not supported "
                              "(captions of different ranks have different lengths); train "
@@ -366,7 +438,8 @@ class SCAN(nn.Module):
         img = self.encode_images(batch["images"], batch.get("n_regions"))
         cap = self.encode_captions(batch["tokens"], batch["lengths"])
         scores = self.similarity(img, cap, batch["lengths"], batch.get("n_regions"))
-        loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=self.max_violation)
+        hardest = self.max_violation and progress >= self.warmup
+        loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=hardest)
         return loss, {}
 
 
@@ -433,3 +506,28 @@ class SCANEnsemble(nn.Module):
         losses = [m.loss(batch, progress, gather)[0] for m in self.members]
         return losses[0] + losses[1], {"loss_first": float(losses[0]),
                                        "loss_second": float(losses[1])}
+
+
+def word_attention(model: SCAN, image_feats: ArrayLike, n_regions: int, tokens: Tensor,
+                   lengths: Tensor) -> np.ndarray:
+    """Text-to-image attention of one caption's words over one image's regions -> (L, R).
+
+    ``image_feats`` (R_max, D) are the image's raw region features, of which the first
+    ``n_regions`` are valid; ``tokens`` (1, L_max) and ``lengths`` (1,) are what
+    ``model.tokenize([caption])`` returns. The weights are those :func:`xattn_scores` uses for
+    ``attention="t2i"``: the model's raw-feature normalisation of the word-region similarities
+    over the words (per region), then a softmax over the regions with its ``lambda_softmax``;
+    every row (word) sums to 1. ``L`` counts ``<start>`` and ``<end>``.
+    """
+    if model.xattn["attention"] != "t2i":
+        raise ValueError(f"word_attention: needs a text-to-image model, got attention="
+                         f"{model.xattn['attention']!r}")
+    dev = next(model.parameters()).device
+    feats = torch.from_numpy(np.array(image_feats[:n_regions], dtype=np.float32))  # a copy
+    n_words = int(lengths[0])
+    with torch.no_grad():
+        v = model.encode_images(feats[None].to(dev))[0]  # (R, e)
+        w = model.encode_captions(tokens.to(dev), lengths.to(dev))[0, :n_words]  # (L, e)
+        logits = _raw_norm(w @ v.T, None, 0, model.xattn["raw_feature_norm"],
+                           model.xattn["lambda_softmax"])  # normalised over words (axis 0)
+        return torch.softmax(logits, dim=1).cpu().numpy()
