@@ -152,3 +152,24 @@ def test_save_table_rejects_bad_names(tmp_path, monkeypatch):
                          dataset="shapes")
     assert path == tmp_path / "smoke" / "shapes" / "01" / "ok.csv"
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_chapter_overview_reads_run_json_and_counts_exercises(tree, monkeypatch):
+    tmp, nbs = tree
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 3. Three\n```{exercise}\n:label: a\n```"),
+                nbformat.v4.new_markdown_cell("```{exercise}\n:label: b\n```"),
+                nbformat.v4.new_code_cell("check_lse_pooling(f)\ncheck_max_violation(g)\n"
+                                          "check_lse_pooling(h)")]
+    nbformat.write(nb, nbs / "03_three.ipynb")
+    _run(nbs, "--chapters", "01")
+    monkeypatch.setenv("XMR_NOTEBOOKS_DIR", str(nbs))
+    df = rp.chapter_overview("smoke", "shapes").set_index("chapter")
+    wall = json.loads((tmp / "results" / "smoke" / "shapes" / "01" / "run.json").read_text())
+    assert df.loc["01", "minutes"] == round(wall["wall_s"] / 60, 1)
+    assert df.loc["01", "device"] == "cpu" and df.loc["01", "exercises"] == 0
+    assert np.isnan(df.loc["02", "minutes"]) and np.isnan(df.loc["03", "minutes"])  # not run
+    assert df.loc["03", "title"] == "3. Three" and df.loc["03", "exercises"] == 2
+    assert df.loc["03", "checkers"] == "check_lse_pooling, check_max_violation"
+    md = rp.overview_markdown(df.reset_index(), "smoke", "shapes")
+    assert "| 3. Three | not run | - | 2 | `check_lse_pooling`, `check_max_violation` |" in md

@@ -553,10 +553,45 @@ def assemble_book(profile: str, dataset: str) -> Path:
     md, _, _ = write_report()
     atomic_write_text(book / "report.md", md.read_text(encoding="utf-8"))
     atomic_write_text(book / "datasets_gallery.md", shapes_gallery(book / "gallery", profile))
+    atomic_write_text(book / "chapter_overview.md",
+                      overview_markdown(chapter_overview(profile, dataset), profile, dataset))
     toc = yaml.safe_load((repo_root() / "_toc.yml").read_text(encoding="utf-8"))
     out = book / "_toc.yml"
     atomic_write_text(out, yaml.safe_dump(_toc_entries(toc), sort_keys=False))
     return out
+
+
+def chapter_overview(profile: str, dataset: str) -> pd.DataFrame:
+    """One row per chapter notebook: its title, the wall time of its last complete run of
+    ``profile``/``dataset`` (from ``run.json``; NaN when it has not run), the device, and its
+    exercises and auto-checkers (counted in the notebook)."""
+    rows = []
+    for chapter, path in discover_chapters().items():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        text = "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []))
+        title = re.search(r"^# (.+)$", text, flags=re.MULTILINE)
+        info = {}
+        run_json = results_dir(profile, dataset, chapter) / "run.json"
+        if run_json.is_file():
+            info = _read_run_json(run_json)
+        done = info.get("status") == "complete"
+        rows.append({"chapter": chapter, "title": title.group(1) if title else path.stem,
+                     "minutes": round(info["wall_s"] / 60, 1) if done else float("nan"),
+                     "device": info.get("device", "") if done else "",
+                     "exercises": len(re.findall(r"\{exercise\}", text)),
+                     "checkers": ", ".join(sorted(set(re.findall(r"\bcheck_\w+", text))))})
+    return pd.DataFrame(rows)
+
+
+def overview_markdown(df: pd.DataFrame, profile: str, dataset: str) -> str:
+    """The chapter overview as a Markdown table (the teaching page includes it)."""
+    lines = [f"| chapter | wall time, `{profile}` profile on {dataset} (min) | device | "
+             "exercises | auto-checkers in `xmrlib.exercises` |", "|---|---|---|---|---|"]
+    for r in df.itertuples():
+        minutes = "not run" if pd.isna(r.minutes) else f"{r.minutes:.1f}"
+        checkers = ", ".join(f"`{c}`" for c in r.checkers.split(", ") if c) or "-"
+        lines.append(f"| {r.title} | {minutes} | {r.device or '-'} | {r.exercises} | {checkers} |")
+    return "\n".join(lines) + "\n"
 
 
 def shapes_gallery(out_dir: Path, profile: str, n: int = 6) -> str:
