@@ -101,17 +101,15 @@ def _aggregate(rel: Tensor, mask: Tensor, agg: str, lambda_lse: float) -> Tensor
     return total / mask.sum(-1).to(rel.dtype)  # AVG
 
 
-def _attend(s: Tensor, gram: Tensor, qnorm: Tensor, kmask: Tensor | None,
-            qmask: Tensor | None, lambda_softmax: float, raw_feature_norm: str,
-            inplace: bool) -> Tensor:
-    """Cosine of every query item with its attended context -> (g, nq, Lq).
+def _attend(s: Tensor, gram: Tensor, kmask: Tensor | None, qmask: Tensor | None,
+            lambda_softmax: float, raw_feature_norm: str, inplace: bool) -> Tensor:
+    """Query . context, |context|^2 and the softmax's sum, each (g, nq, Lq), stacked -> (3, ...).
 
     ``s`` (g, Lk, nq, Lq): similarities of g context samples' items (Lk each) with all query
-    items; ``gram`` (g, Lk, Lk) the context samples' Gram matrices; ``qnorm`` (nq, Lq);
-    ``kmask`` (g, Lk, 1, 1) and ``qmask`` (1, 1, nq, Lq) mark the valid items (``None``: all).
-    The softmax is left unnormalised, ``e = exp(logits - max)``: the cosine does not change when
-    the context is scaled, and ``1e-8`` is scaled with it (``z = sum e``) to keep the official
-    ``max(|q||ctx|, 1e-8)``.
+    items; ``gram`` (g, Lk, Lk) the context samples' Gram matrices; ``kmask`` (g, Lk, 1, 1)
+    and ``qmask`` (1, 1, nq, Lq) mark the valid items (``None``: all). The softmax is left
+    unnormalised, ``e = exp(logits - max)``: the dot product carries a factor ``z = sum e`` and
+    ``|context|^2`` a factor ``z^2``, which the cosine does not see.
     """
     g, n_k = s.shape[:2]
     logits = _raw_norm(s, qmask, 3, raw_feature_norm, lambda_softmax, inplace)
@@ -125,8 +123,8 @@ def _attend(s: Tensor, gram: Tensor, qnorm: Tensor, kmask: Tensor | None,
         ctx2 = ge.mul_(e).sum(1)
         dot = e.mul_(s).sum(1)
     else:
-        ctx2, dot = (ge * e).sum(1), (e * s).sum(1)  # |context|^2 and query . context, times z
-    return dot / torch.maximum(qnorm * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
+        ctx2, dot = (ge * e).sum(1), (e * s).sum(1)
+    return torch.stack([dot, ctx2, z])
 
 
 def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
@@ -161,9 +159,12 @@ def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
     out = []
     for k0, s in zip(range(0, nk, step), sims.split(step)):
         km = kmask[k0:k0 + step, :, None, None] if k_pad else None  # (g, Lk, 1, 1)
-        out.append(_attend(s, gram[k0:k0 + step], qnorm, km, qm, lambda_softmax,
-                           raw_feature_norm, inplace))  # (g, nq, Lq)
-    scores = _aggregate(torch.cat(out), qmask, agg, lambda_lse)  # (nk, nq)
+        out.append(_attend(s, gram[k0:k0 + step], km, qm, lambda_softmax, raw_feature_norm,
+                           inplace))  # (3, g, nq, Lq)
+    dot, ctx2, z = torch.cat(out, 1)  # (nk, nq, Lq) each
+    # the official cosine dot / max(|q| |ctx|, 1e-8), with every term scaled by z
+    rel = dot / torch.maximum(qnorm * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
+    scores = _aggregate(rel, qmask, agg, lambda_lse)  # (nk, nq)
     return scores if attention == "t2i" else scores.t()
 
 
