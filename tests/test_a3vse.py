@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -229,3 +230,55 @@ def test_bad_switches_are_refused():
     batch = {k: v for k, v in make_batch(model).items() if not k.startswith(("u_", "s_"))}
     with pytest.raises(KeyError, match="SparseLoader"):
         model.loss(batch, 0.1)
+
+
+def naive_triplet(scores: torch.Tensor, margin: float, hardest: bool) -> float:
+    """Eq. 2 with plain loops: per positive pair, both directions, hardest or summed, mean."""
+    n = scores.shape[0]
+    total = 0.0
+    for i in range(n):
+        pos = scores[i, i].item()
+        c = [max(0.0, margin - pos + scores[i, j].item()) for j in range(n) if j != i]
+        im = [max(0.0, margin - pos + scores[j, i].item()) for j in range(n) if j != i]
+        total += (max(c) + max(im)) if hardest else (sum(c) + sum(im))
+    return total / n
+
+
+@pytest.mark.parametrize("hardest", [True, False])
+def test_triplet_hardest_or_sum_matches_loops(hardest):
+    model = make_model(max_violation=hardest)
+    g = torch.Generator().manual_seed(3)
+    v = torch.nn.functional.normalize(torch.randn(B, K * H, generator=g), dim=1)
+    t = torch.nn.functional.normalize(torch.randn(B, K * H, generator=g), dim=1)
+    expected = naive_triplet(v @ t.t(), 0.3, hardest)
+    assert model.triplet(v, t, 0.3).item() == pytest.approx(expected, rel=1e-5)
+    assert model.config["max_violation"] is hardest
+
+
+def test_collapsed_embeddings_cost_twice_the_margin_with_hardest_negatives():
+    # the plateau seen in short runs: all embeddings equal -> every hinge is exactly the margin
+    model = make_model()
+    e = torch.nn.functional.normalize(torch.ones(B, K * H), dim=1)
+    assert model.triplet(e, e, 0.2).item() == pytest.approx(0.4, rel=1e-6)
+    summed = make_model(max_violation=False).triplet(e, e, 0.2).item()
+    assert summed == pytest.approx(2 * (B - 1) * 0.2, rel=1e-6)
+
+
+def test_rsum_per_image_averages_to_rsum():
+    from xmrlib.evaluation import recall_metrics
+    from xmrlib.models.a3vse import rsum_per_image
+
+    sims = torch.randn(12, 36, generator=torch.Generator().manual_seed(0)).numpy()
+    shares = rsum_per_image(sims, 3)
+    assert shares.shape == (12,)
+    assert shares.mean() == pytest.approx(recall_metrics(sims, 3)["rsum"], rel=1e-9)
+
+
+def test_rsum_per_image_hand_case():
+    from xmrlib.models.a3vse import rsum_per_image
+
+    # 2 images, 1 caption each; image 0 ranks its caption first, image 1 ranks it second;
+    # caption 0 finds image 0 first, caption 1 finds image 1 second: ranks 0 and 1
+    sims = np.array([[0.9, 0.8], [0.7, 0.1]])
+    # image 0: i2t hits at 1, 5, 10 (3) + t2i hits (3) = 6; image 1: i2t 2 + t2i 2 = 4
+    assert rsum_per_image(sims, 1).tolist() == [600.0, 400.0]

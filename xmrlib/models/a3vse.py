@@ -14,7 +14,8 @@ sorted by confidence), which forms a pseudo pair (v^u, s). The model:
   concatenation of the K weighted sums (dimension ``K * embed_size``), l2-normalised so that the
   inner product is the paper's cosine similarity.
 * **Triplet alignment** (Eqs. 2-3): ``beta * l^p(v, t; 0.2) + (1 - beta) * l^p(v^u, s; 0.3)``,
-  hinge with the hardest negative of the batch, *averaged* over the batch (Eq. 2).
+  hinge with the hardest negative of the batch (``max_violation``), *averaged* over the batch
+  (Eq. 2).
 * **Adversarial alignment** (Eqs. 4-8): six domain discriminators (intra v-v^u, t-s; cross v-t,
   v^u-s; transitive v-s, v^u-t) behind gradient reversal layers (Ganin & Lempitsky 2015) whose
   coefficient follows ``gamma(p) = 2 / (1 + exp(-10 p)) - 1``, weights ``lambda_*`` of Sec. 4.3.
@@ -31,10 +32,13 @@ Choices where the paper is silent (parameters of the constructor, listed in chap
 * ``attn_dim`` K' (size of P_k, Q_k): ``embed_size`` (the paper: "the same dimension is shared
   by all the context vectors in the attention modules").
 * mean context and softmax over *valid* entities only (padded regions/words get no weight).
-* ``adv_scale`` multiplies every ``lambda_*`` (1: the paper's weights). In our short CPU trials
-  (a few hundred steps, a synthetic stand-in for Shapes) the paper's weights let the
-  adversarial gradient swamp the triplet loss from the first epoch and dev recall collapsed, so
-  the CPU profiles use a smaller scale (chapter 06 states it); ``full`` keeps 1.
+* ``max_violation``: the hardest negative of the batch (the paper's Eq. 2, and the ``full``
+  profile) or the sum of the hinge over all negatives. From a random start with no warm-up, the
+  hardest-negative hinge of a few hundred CPU steps stays at its collapse value (all embeddings
+  alike, loss = twice the margin) and recall stays near chance (VSE++ trained the same way is
+  weak too); the short CPU profiles therefore sum over all negatives, for A3VSE and the
+  baselines alike (chapter 06 measures both).
+* ``adv_scale`` multiplies every ``lambda_*`` (1: the paper's weights, in every profile).
 * discriminator architecture: ``Linear(K*H, disc_hidden) - ReLU - Linear(disc_hidden, 1)``,
   a logit, on the l2-normalised instance embeddings; ``disc_hidden`` 512 by default.
 * region projection without l2 normalisation per region (the paper feeds raw features).
@@ -165,7 +169,7 @@ class A3VSE(nn.Module):
     ``tokens``, ``lengths``) and, when ``semantics`` is on, the un-annotated images with their
     semantic sequences under ``u_images``, ``u_n_regions``, ``s_tokens``, ``s_lengths`` (see
     :class:`xmrlib.data.sparse.SparseLoader`). Defaults are the paper's (H = 512, K = 3, LSTM,
-    margins 0.2 / 0.3, beta 0.8, the lambda weights of Sec. 4.3).
+    margins 0.2 / 0.3, beta 0.8, hardest negatives, the lambda weights of Sec. 4.3).
     """
 
     name = "a3vse"
@@ -173,9 +177,9 @@ class A3VSE(nn.Module):
     def __init__(self, vocab: dict, img_dim: int, embed_size: int = 512, word_dim: int = 300,
                  heads: int = 3, attn_dim: int | None = None, lambda_attn: float = 1.0,
                  rnn: str = "lstm", margin_vt: float = 0.2, margin_vs: float = 0.3,
-                 beta: float = 0.8, weights: dict[str, float] | None = None,
-                 adv_scale: float = 1.0, disc_hidden: int = 512, grl_eta: float = 10.0,
-                 semantics: bool = True,
+                 beta: float = 0.8, max_violation: bool = True,
+                 weights: dict[str, float] | None = None, adv_scale: float = 1.0,
+                 disc_hidden: int = 512, grl_eta: float = 10.0, semantics: bool = True,
                  attention: bool = True, adversarial: Sequence[str] = GROUPS) -> None:
         super().__init__()
         unknown = set(adversarial) - set(GROUPS)
@@ -188,13 +192,14 @@ class A3VSE(nn.Module):
         self.config: dict[str, Any] = dict(
             vocab=vocab, img_dim=img_dim, embed_size=embed_size, word_dim=word_dim, heads=heads,
             attn_dim=attn_dim, lambda_attn=lambda_attn, rnn=rnn, margin_vt=margin_vt,
-            margin_vs=margin_vs, beta=beta, weights=weights, adv_scale=adv_scale,
-            disc_hidden=disc_hidden,
+            margin_vs=margin_vs, beta=beta, max_violation=max_violation, weights=weights,
+            adv_scale=adv_scale, disc_hidden=disc_hidden,
             grl_eta=grl_eta, semantics=semantics, attention=attention,
             adversarial=[g for g in GROUPS if g in adversarial])
         self.vocab = Vocabulary.from_dict(vocab)
         self.tokenize = self.vocab
         self.margin_vt, self.margin_vs, self.beta = margin_vt, margin_vs, beta
+        self.max_violation = max_violation
         self.weights = {d: adv_scale * w for d, w in weights.items()}
         self.grl_eta = grl_eta
         self.semantics, self.attention = semantics, attention
@@ -231,9 +236,11 @@ class A3VSE(nn.Module):
     # ------------------------------------------------------------------ losses
 
     def triplet(self, img: Tensor, txt: Tensor, margin: float) -> Tensor:
-        """``l^p`` of Eq. 2: hardest-negative hinge both ways, averaged over the batch."""
+        """``l^p`` of Eq. 2: hinge both ways (hardest negative, or the sum over all negatives
+        without ``max_violation``), averaged over the batch."""
         scores = self.similarity(img.float(), txt.float())  # (L, L), positives on the diagonal
-        return hinge_triplet_loss(scores, margin=margin, max_violation=True, reduction="mean")
+        return hinge_triplet_loss(scores, margin=margin, max_violation=self.max_violation,
+                                  reduction="mean")
 
     def adversarial_losses(self, emb: dict[str, Tensor], gamma: float) -> dict[str, Tensor]:
         """BCE (``-l^d``) of every active discriminator on the reversed embeddings."""
@@ -439,31 +446,40 @@ class SparseRuns:
                     result.model, self.test, protocol=self.protocol, device=self.device).items()}
         return self._metrics[key]
 
-    def paired_bootstrap(self, run_a: tuple, run_b: tuple, k: int = 10, n_boot: int = 2000
+    def paired_bootstrap(self, run_a: tuple, run_b: tuple, n_boot: int = 2000
                          ) -> dict[str, float]:
-        """Paired bootstrap over the test captions of text-to-image R@k: run ``a`` minus run
-        ``b`` (each a tuple of :meth:`fit` arguments). Both runs answer the same queries, so
-        resampling queries gives the spread of the difference that is due to the test set."""
-        hits = [t2i_hits(self.fit(*run).model, self.test, k, self.device) for run in (run_a, run_b)]
-        diff = hits[0] - hits[1]  # (n_captions,) in {-1, 0, 1}
+        """Paired bootstrap over the test images of ``rsum``: run ``a`` minus run ``b`` (each a
+        tuple of :meth:`fit` arguments). Both runs answer the same queries; resampling images
+        (each with its captions, so that one image's queries stay together) gives the spread
+        of the difference that is due to the test set, not to training."""
+        from xmrlib.evaluation import evaluate
+
+        shares = []
+        for run in (run_a, run_b):
+            with torch.no_grad():
+                _, sims = evaluate(self.fit(*run).model, self.test, protocol="1k",
+                                   device=self.device, return_sims=True)
+            shares.append(rsum_per_image(sims, self.test.captions_per_image))
+        diff = shares[0] - shares[1]  # (n_images,)
         rng = np.random.default_rng(self.seed)
         boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean()
-                         for _ in range(n_boot)]) * 100
-        return {"delta": float(diff.mean() * 100), "ci_low": float(np.percentile(boot, 2.5)),
+                         for _ in range(n_boot)])
+        return {"delta": float(diff.mean()), "ci_low": float(np.percentile(boot, 2.5)),
                 "ci_high": float(np.percentile(boot, 97.5)),
                 "p_b_better": float((boot < 0).mean())}
 
 
-def t2i_hits(model: nn.Module, data: Any, k: int = 10, device: str | torch.device = "auto"
-             ) -> np.ndarray:
-    """1.0 where a caption's own image is among the model's top ``k`` images: (n_captions,)
-    (the test split scored as one gallery, ``xmrlib.evaluation.evaluate``'s ``"1k"`` path)."""
-    from xmrlib.evaluation import evaluate, ranks
+def rsum_per_image(sims: Any, captions_per_image: int = 5) -> np.ndarray:
+    """Each image's share of ``rsum``: 100 x (its i2t hits at 1, 5, 10 plus the mean t2i hits
+    at 1, 5, 10 of its captions), (n_img,). Its mean over the images is the ``rsum`` of
+    ``xmrlib.evaluation.recall_metrics(sims)``, so resampling images resamples ``rsum``."""
+    from xmrlib.evaluation import ranks
 
-    with torch.no_grad():
-        _, sims = evaluate(model, data, protocol="1k", device=device, return_sims=True)
-    _, r_t2i = ranks(sims, data.captions_per_image)
-    return (r_t2i < k).astype(np.float64)
+    r_i2t, r_t2i = ranks(sims, captions_per_image)
+    ks = np.array([1, 5, 10])
+    i2t = (r_i2t[:, None] < ks).sum(axis=1)  # (N,)
+    t2i = (r_t2i[:, None] < ks).sum(axis=1).reshape(-1, captions_per_image).mean(axis=1)
+    return 100.0 * (i2t + t2i)  # (5N,) -> (N, cpi) -> (N,) for t2i
 
 
 def paper_row_id(table: str, method_prefix: str) -> str | None:
