@@ -83,3 +83,18 @@ def test_shortlists_shapes_and_directions():
     cap_cand, img_cand = shortlists(img, cap, 2)
     assert cap_cand.shape == (4, 2) and img_cand.shape == (10, 2)
     assert list(img_cand[0]) == list(np.argsort(-(img @ cap[0]))[:2])
+
+
+def test_two_way_metrics_takes_each_direction_from_its_matrix():
+    from xmrlib.evaluation import recall_metrics
+    from xmrlib.rerank import two_way_metrics
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random((6, 30)), rng.random((6, 30))
+    ma, mb, got = recall_metrics(a), recall_metrics(b), two_way_metrics(a, b)
+    for key in ("i2t_r1", "i2t_r5", "i2t_medr"):
+        assert got[key] == ma[key]
+    for key in ("t2i_r1", "t2i_r10", "t2i_meanr"):
+        assert got[key] == mb[key]
+    assert got["rsum"] == pytest.approx(ma["i2t_r1"] + ma["i2t_r5"] + ma["i2t_r10"]
+                                        + mb["t2i_r1"] + mb["t2i_r5"] + mb["t2i_r10"])

@@ -65,7 +65,8 @@ def shortlists(first_img: np.ndarray, first_cap: np.ndarray, k: int
     return cap_cand, img_cand
 
 
-def _both_directions(i2t: np.ndarray, t2i: np.ndarray, captions_per_image: int) -> dict:
+def two_way_metrics(i2t: np.ndarray, t2i: np.ndarray, captions_per_image: int = 5
+                    ) -> dict[str, float]:
     """Flat metrics with the i2t keys of ``i2t``, the t2i keys of ``t2i`` and their rsum."""
     from xmrlib.evaluation import recall_metrics
 
@@ -92,7 +93,7 @@ def two_stage_metrics(first_img: np.ndarray, first_cap: np.ndarray, score_pairs:
                         lambda i, c: score_pairs(np.array([i]), c)[0])
     t2i = rerank_matrix(coarse.T, img_cand,
                         lambda j, c: score_pairs(c, np.array([j]))[:, 0]).T
-    return _both_directions(i2t, t2i, captions_per_image)
+    return two_way_metrics(i2t, t2i, captions_per_image)
 
 
 def two_stage_metrics_batched(first_img: np.ndarray, first_cap: np.ndarray, pair_scores: Callable[
@@ -114,4 +115,4 @@ def two_stage_metrics_batched(first_img: np.ndarray, first_cap: np.ndarray, pair
     fine[pairs[0], pairs[1]] = pair_scores(pairs[0], pairs[1])
     i2t = rerank_matrix(coarse, cap_cand, lambda i, c: fine[i, c])
     t2i = rerank_matrix(coarse.T, img_cand, lambda j, c: fine[c, j]).T
-    return {**_both_directions(i2t, t2i, captions_per_image), "scored_pairs": pairs.shape[1]}
+    return {**two_way_metrics(i2t, t2i, captions_per_image), "scored_pairs": pairs.shape[1]}
