@@ -35,6 +35,26 @@ def test_notebook_outline(path):
     assert "```{exercise}" in markdown and "```{solution" in markdown, path.name
 
 
+IPYTHON_BUILTINS = {"display", "get_ipython"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_code_has_no_undefined_names_or_unused_imports(path):
+    """pyflakes over all code cells, in order: catches a name that only exists on some profile's
+    path (a smoke run would not) and imports left behind when code moved into xmrlib."""
+    import ast
+
+    from pyflakes import messages
+    from pyflakes.checker import Checker
+
+    nb = nbformat.read(path, as_version=4)
+    code = "\n\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    found = [m for m in Checker(ast.parse(code), filename=path.name).messages
+             if isinstance(m, messages.UnusedImport) or (
+                 isinstance(m, messages.UndefinedName) and m.message_args[0] not in IPYTHON_BUILTINS)]
+    assert not found, "\n".join(f"{path.name}: {m.message % m.message_args}" for m in found)
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_smoke_run(path):
