@@ -282,3 +282,31 @@ def test_rsum_per_image_hand_case():
     sims = np.array([[0.9, 0.8], [0.7, 0.1]])
     # image 0: i2t hits at 1, 5, 10 (3) + t2i hits (3) = 6; image 1: i2t 2 + t2i 2 = 4
     assert rsum_per_image(sims, 1).tolist() == [600.0, 400.0]
+
+
+def _sparse_runs(shapes_root, protocol="1k"):
+    from xmrlib.data import load_precomp
+    from xmrlib.models.a3vse import SparseRuns
+    from xmrlib.train import TrainConfig
+
+    train, dev, test = (load_precomp(shapes_root, s) for s in ("train", "dev", "test"))
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, seed=0, eval_protocol="1k")
+    small = dict(embed_size=8, word_dim=8, max_violation=False)
+    return SparseRuns(train, dev, test, {**small, "disc_hidden": 8}, {"vsepp": small}, cfg,
+                      steps_per_epoch=2, protocol=protocol, device="cpu")
+
+
+def test_paired_bootstrap_delta_is_the_rsum_difference(shapes_root):
+    """The mean over test images of each image's rsum share is rsum, so the bootstrap's delta
+    equals the difference of the two runs' rsum, whether or not metrics() ran first (cached
+    shares vs an evaluation of its own); and the interval holds the delta."""
+    a, b = ("a3vse", 0.5, 5), ("vsepp", 0.5, 5)
+    fresh = _sparse_runs(shapes_root)
+    cold = fresh.paired_bootstrap(a, b, n_boot=200)  # evaluates both runs itself
+    runs = _sparse_runs(shapes_root)  # reloads the same run folders
+    want = runs.metrics(*a)["rsum"] - runs.metrics(*b)["rsum"]
+    warm = runs.paired_bootstrap(a, b, n_boot=200)
+    assert warm["delta"] == pytest.approx(want, abs=1e-9)
+    assert cold == warm
+    assert warm["ci_low"] <= warm["delta"] <= warm["ci_high"]
+    assert runs.paired_bootstrap(a, a, n_boot=50)["delta"] == 0.0

@@ -406,6 +406,7 @@ class SparseRuns:
         self._splits: dict[tuple[float, int], Any] = {}
         self._fits: dict[tuple, Any] = {}
         self._metrics: dict[tuple, dict[str, float]] = {}
+        self._shares: dict[tuple, np.ndarray] = {}  # run key -> rsum_per_image on test (1k)
 
     def split(self, fraction: float, captions: int) -> Any:
         """The sparse split (fraction of images, captions per image) of this seed."""
@@ -421,7 +422,7 @@ class SparseRuns:
             ) -> Any:
         """Train (or reload) A3VSE (``model="a3vse"``, with a Table 5 ``ablation`` row) or a
         baseline on the annotated pairs of a setting."""
-        key = (model, float(fraction), int(captions), ablation if model == A3VSE.name else "")
+        key = self._key(model, fraction, captions, ablation)
         if key not in self._fits:
             split = self.split(fraction, captions)
             if model == A3VSE.name:
@@ -438,13 +439,35 @@ class SparseRuns:
         """Test metrics of a run (``i2t_r1`` ... ``rsum``)."""
         from xmrlib.evaluation import evaluate
 
-        key = (model, float(fraction), int(captions), ablation if model == A3VSE.name else "")
+        key = self._key(model, fraction, captions, ablation)
         if key not in self._metrics:
             result = self.fit(model, fraction, captions, ablation)
             with torch.no_grad():
-                self._metrics[key] = {k: float(v) for k, v in evaluate(
-                    result.model, self.test, protocol=self.protocol, device=self.device).items()}
+                metrics, sims = evaluate(result.model, self.test, protocol=self.protocol,
+                                         device=self.device, return_sims=True)
+            self._metrics[key] = {k: float(v) for k, v in metrics.items()}
+            if self.protocol == "1k":  # one matrix over the whole split: keep what bootstraps need
+                self._shares[key] = rsum_per_image(sims, self.test.captions_per_image)
         return self._metrics[key]
+
+    @staticmethod
+    def _key(model: str, fraction: float, captions: int, ablation: str = "Full model") -> tuple:
+        """Cache key of a run (the ablation only names A3VSE runs)."""
+        return (model, float(fraction), int(captions), ablation if model == A3VSE.name else "")
+
+    def _rsum_shares(self, run: tuple) -> np.ndarray:
+        """Each test image's share of rsum for a run (a tuple of :meth:`fit` arguments), from
+        the evaluation :meth:`metrics` made (the 1K protocol) or a 1K evaluation of its own."""
+        from xmrlib.evaluation import evaluate
+
+        key = self._key(*run)
+        if key not in self._shares:
+            model = self.fit(*run).model  # trains outside no_grad if the run is new
+            with torch.no_grad():
+                _, sims = evaluate(model, self.test, protocol="1k", device=self.device,
+                                   return_sims=True)
+            self._shares[key] = rsum_per_image(sims, self.test.captions_per_image)
+        return self._shares[key]
 
     def paired_bootstrap(self, run_a: tuple, run_b: tuple, n_boot: int = 2000
                          ) -> dict[str, float]:
@@ -452,15 +475,7 @@ class SparseRuns:
         tuple of :meth:`fit` arguments). Both runs answer the same queries; resampling images
         (each with its captions, so that one image's queries stay together) gives the spread
         of the difference that is due to the test set, not to training."""
-        from xmrlib.evaluation import evaluate
-
-        shares = []
-        for run in (run_a, run_b):
-            with torch.no_grad():
-                _, sims = evaluate(self.fit(*run).model, self.test, protocol="1k",
-                                   device=self.device, return_sims=True)
-            shares.append(rsum_per_image(sims, self.test.captions_per_image))
-        diff = shares[0] - shares[1]  # (n_images,)
+        diff = self._rsum_shares(run_a) - self._rsum_shares(run_b)  # (n_images,)
         rng = np.random.default_rng(self.seed)
         boot = np.array([diff[rng.integers(0, len(diff), len(diff))].mean()
                          for _ in range(n_boot)])
