@@ -310,3 +310,14 @@ def test_paired_bootstrap_delta_is_the_rsum_difference(shapes_root):
     assert cold == warm
     assert warm["ci_low"] <= warm["delta"] <= warm["ci_high"]
     assert runs.paired_bootstrap(a, a, n_boot=50)["delta"] == 0.0
+
+
+def test_sparse_runs_selected_on_another_dev_set_are_other_runs(shapes_root):
+    from xmrlib.data import first_images
+
+    runs = _sparse_runs(shapes_root)
+    whole = runs.fit("vsepp", 0.5, 5).run_dir
+    assert runs.fit("vsepp", 0.5, 5).run_dir == whole  # cached
+    runs.dev = first_images(runs.dev, 5)
+    runs._fits.clear()
+    assert runs.fit("vsepp", 0.5, 5).run_dir != whole

@@ -321,6 +321,8 @@ def fit_sparse(model_name: str, model_config: dict[str, Any], split: Any, dev_da
                           seed=cfg.seed, steps_per_epoch=steps_per_epoch)
     data_id = {**data_identity(split.data), "sparse": split.identity(), "semantics": semantics,
                "steps_per_epoch": steps_per_epoch, "u_batch_size": u_batch_size}
+    if dev_data is not None:  # epochs selected on another dev set make another run
+        data_id["dev"] = data_identity(dev_data)
     run_dir = run_dir_for(model_name, model.config, cfg, data_id, root)
     return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
                progress=progress, data_id=data_id)
