@@ -37,3 +37,12 @@ def test_json_round_trip(tmp_path):
     w = Vocabulary.load(tmp_path / "v.json")
     assert w.itos == v.itos and Vocabulary.from_dict(v.to_dict()).stoi == v.stoi
     assert (tmp_path / "v.json").read_text().startswith("{")
+
+
+def test_call_dtypes_and_empty_batch():
+    v = Vocabulary.build(["a red circle"], min_count=1)
+    tokens, lengths = v(["a red circle", "red"])
+    assert tokens.dtype == lengths.dtype == torch.long
+    assert tokens.tolist() == [v.encode("a red circle"), v.encode("red") + [0, 0]]
+    empty_tokens, empty_lengths = v([])
+    assert empty_tokens.shape == (0, 0) and empty_lengths.shape == (0,)
