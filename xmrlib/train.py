@@ -473,6 +473,15 @@ def data_identity(data: Any) -> dict[str, Any]:
     return {**ident, "root": str(Path(data.root).resolve())}
 
 
+def run_data_identity(train_data: Any, dev_data: Any = None) -> dict[str, Any]:
+    """:func:`data_identity` of the training split plus, under ``"dev"``, that of the dev split
+    that selects the epoch (epochs selected on another dev set make another run)."""
+    ident = data_identity(train_data)
+    if dev_data is not None:
+        ident["dev"] = data_identity(dev_data)
+    return ident
+
+
 def run_dir_for(model_name: str, model_config: dict[str, Any], cfg: TrainConfig,
                 data_id: dict[str, Any], root: str | Path | None = None) -> Path:
     """``build/runs/<model>-<hash>``: the folder ``fit_or_load`` uses for this run."""
@@ -493,9 +502,7 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
     from xmrlib.data import make_loader
 
     rank, world = dist_env()
-    data_id = data_identity(train_data)
-    if dev_data is not None:  # epochs selected on another dev set make another run
-        data_id["dev"] = data_identity(dev_data)
+    data_id = run_data_identity(train_data, dev_data)
     if world > 1:  # N processes of batch_size each: a different run from one process
         data_id["world_size"] = world
     seed_everything(cfg.seed)

@@ -306,7 +306,7 @@ def fit_sparse(model_name: str, model_config: dict[str, Any], split: Any, dev_da
     """
     from xmrlib.data.sparse import SparseLoader
     from xmrlib.models import build_model
-    from xmrlib.train import data_identity, fit, run_dir_for
+    from xmrlib.train import fit, run_data_identity, run_dir_for
 
     texts = split.annotated_captions() if semantics is None else split.vocabulary_texts(semantics)
     config = {**model_config, "vocab": Vocabulary.build(texts).to_dict(),
@@ -319,10 +319,9 @@ def fit_sparse(model_name: str, model_config: dict[str, Any], split: Any, dev_da
     model = build_model(model_name, **config)
     loader = SparseLoader(split, model.tokenize, cfg.batch_size, semantics, u_batch_size,
                           seed=cfg.seed, steps_per_epoch=steps_per_epoch)
-    data_id = {**data_identity(split.data), "sparse": split.identity(), "semantics": semantics,
-               "steps_per_epoch": steps_per_epoch, "u_batch_size": u_batch_size}
-    if dev_data is not None:  # epochs selected on another dev set make another run
-        data_id["dev"] = data_identity(dev_data)
+    data_id = {**run_data_identity(split.data, dev_data), "sparse": split.identity(),
+               "semantics": semantics, "steps_per_epoch": steps_per_epoch,
+               "u_batch_size": u_batch_size}
     run_dir = run_dir_for(model_name, model.config, cfg, data_id, root)
     return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
                progress=progress, data_id=data_id)
