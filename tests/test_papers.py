@@ -6,7 +6,8 @@ import pytest
 
 from xmrlib.papers import METRIC_COLUMNS, PAPERS, paper_row, paper_rows, paper_table
 
-SOURCE_FIELDS = ("row_id", "paper", "citation", "table", "dataset", "protocol", "features", "method")
+SOURCE_FIELDS = ("row_id", "paper", "citation", "table", "dataset", "protocol", "features", "method",
+                 "source")
 RECALLS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 
 
@@ -75,3 +76,38 @@ def test_paper_table_and_errors():
     with pytest.raises(KeyError, match="no paper row"):
         paper_row("kiros2014/x")
     assert set(METRIC_COLUMNS) <= set(paper_rows().columns)
+
+
+def test_one_fold_rows_are_labelled_one_fold():
+    # VSE++ prints rows 2.1 and 1.6 as "1C (1 fold)": one fold of 1000 COCO test images, not the
+    # mean over five folds; the other rows of its Table 2 are five-fold means.
+    vsepp = paper_rows("vsepp2018", "Table 2").set_index("method")
+    for method, row in vsepp.iterrows():
+        expected = "1k" if "(1 fold)" in method else "5fold1k"
+        assert row["protocol"] == expected, method
+    assert list(vsepp.index[:2]) == ["2.1 VSE0, 1C (1 fold)", "1.6 VSE++, 1C (1 fold)"]
+    for old, new in (("vsepp2018/table_2/5fold1k/1_6_vsepp_1c_1_fold",
+                      "vsepp2018/table_2/1k/1_6_vsepp_1c_1_fold"),
+                     ("vsepp2018/table_2/5fold1k/2_1_vse0_1c_1_fold",
+                      "vsepp2018/table_2/1k/2_1_vse0_1c_1_fold")):
+        assert paper_row(old)["row_id"] == new  # results saved before the rename still resolve
+
+
+def test_sources_name_the_printing_table_and_cited_paper():
+    df = paper_rows()
+    for _, row in df.iterrows():
+        assert row["source"].startswith(f"{row['paper_name']} {row['table']}"), row["row_id"]
+        assert "read from" in row["source"] and "seed 00" in row["source"], row["row_id"]
+    # VSE++'s result reprinted by SCAN and MMCA is marked as a citation of VSE++
+    cited = df[df["method"].str.startswith("VSE++ (") & df["paper"].isin(["scan2018", "mmca2020"])]
+    assert len(cited) == 7 and cited["source"].str.contains("citing VSE++").all()
+    own = df[df["paper"] == "vsepp2018"]
+    assert not own["source"].str.contains("citing").any()
+    # the survey's SCO reprint of VSE++ (ResNet, COCO 1K) differs from VSE++'s own Table 2 at R@5
+    own_row = paper_row("vsepp2018/table_2/5fold1k/1_11_vsepp_resnet_ft_rc_rv")
+    sco = paper_row("sco2018/table_4/5fold1k/vsepp_res")
+    assert (own_row["i2t_r5"], own_row["t2i_r5"]) == (90.0, 84.3)
+    assert (sco["i2t_r5"], sco["t2i_r5"]) == (89.1, 83.1)
+    for k in ("i2t_r1", "i2t_r10", "t2i_r1", "t2i_r10"):
+        assert own_row[k] == sco[k], k
+    assert own_row["source"] != sco["source"] and sco["source"].startswith("SCO Table 4, citing VSE++")

@@ -2,12 +2,15 @@
 
 Sources: Kiros et al. Tables 1-2 (with the Random Ranking row), VSE++ Table 2 and SCAN Tables 1-3
 as reprinted in the survey slides (seed 001); MMCA Tables 1-6 (seed 002); A3VSE Tables 1-5
-(seed 004). Only rows of the methods the book builds (Random Ranking, Kiros VSE, VSE++, SCAN, MMCA,
-A3VSE and its s_g baseline) are transcribed; other baselines are left out.
+(seed 004); and SCO's Table 4 reprint of VSE++ (seed 001), kept because its R@5 values differ
+from VSE++'s own Table 2. Only rows of the methods the book builds (Random Ranking, Kiros VSE,
+VSE++, SCAN, MMCA, A3VSE and its s_g baseline) are transcribed; other baselines are left out.
 
-Every row names its paper, table, dataset, protocol and image features. ``protocol`` is ``1k``
-(a 1000-image test set), ``5fold1k`` (COCO 1K: the mean over five folds of 1000 test images) or
-``5k`` (COCO 5K). ``i2t_*`` is image-to-text (image annotation, caption/sentence retrieval),
+Every row names its paper, table, dataset, protocol and image features, and ``source`` says where
+its numbers are printed: the table, the paper whose result it cites when the row is a citation
+(e.g. VSE++ in SCAN's tables), and the seed document it was read from. ``protocol`` is ``1k``
+(one gallery of 1000 test images: Flickr8K/30K test, or one COCO fold of 1000), ``5fold1k``
+(COCO 1K: the mean over five folds of 1000 test images) or ``5k`` (COCO 5K). ``i2t_*`` is image-to-text (image annotation, caption/sentence retrieval),
 ``t2i_*`` text-to-image (image search/retrieval); ``-`` in a paper is ``NaN`` here. No seed table
 prints rsum: it is computed here from the six recalls when all six are given. Rows that need raw
 images (random crops) or CNN fine-tuning carry ``reproducible=False`` and a note: they are
@@ -21,7 +24,8 @@ import re
 
 import pandas as pd
 
-#: Papers: key -> (short name, bibtex key in book/references.bib, citation).
+#: Papers: key -> (short name, bibtex key in book/references.bib, citation). ``sco2018`` is only
+#: the printer of a VSE++ reprint (no chapter reproduces it).
 PAPERS: dict[str, tuple[str, str, str]] = {
     "kiros2014": ("Kiros VSE", "kiros2014unifying",
                   "Kiros, Salakhutdinov, Zemel. Unifying visual-semantic embeddings with multimodal "
@@ -38,6 +42,24 @@ PAPERS: dict[str, tuple[str, str, str]] = {
     "a3vse2019": ("A3VSE", "huang2019a3vse",
                   "Huang, Kang, Liu, Chang, Hauptmann. Annotation efficient cross-modal retrieval with adversarial "
                   "attentive alignment. ACM MM 2019."),
+    "sco2018": ("SCO", "huang2018sco",
+                "Huang, Wu, Wang. Learning semantic concepts and order for image and sentence "
+                "matching. CVPR 2018."),
+}
+
+#: Seed document each paper's tables were read from (``source`` of a row names it).
+READ_FROM: dict[str, str] = {
+    "kiros2014": "the survey slides (seed 001)", "vsepp2018": "the survey slides (seed 001)",
+    "scan2018": "the survey slides (seed 001)", "sco2018": "the survey slides (seed 001)",
+    "mmca2020": "the MMCA paper (seed 002)", "a3vse2019": "the A3VSE paper (seed 004)",
+}
+
+#: Row ids that were renamed, old -> new, so that results saved before the rename still resolve.
+#: VSE++ rows 2.1 and 1.6 ("1C (1 fold)": one fold of 1000 COCO test images) were first stored
+#: with protocol ``5fold1k``.
+RENAMED_ROWS: dict[str, str] = {
+    "vsepp2018/table_2/5fold1k/2_1_vse0_1c_1_fold": "vsepp2018/table_2/1k/2_1_vse0_1c_1_fold",
+    "vsepp2018/table_2/5fold1k/1_6_vsepp_1c_1_fold": "vsepp2018/table_2/1k/1_6_vsepp_1c_1_fold",
 }
 
 KIROS = ("i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr")
@@ -45,11 +67,14 @@ R_I2T_T2I = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
 R_T2I_I2T = ("t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10")
 BUTD = "BUTD 36x2048"
 PAPER_ONLY = "needs raw images (random crops) or CNN fine-tuning: not reproducible from precomp"
+ONE_FOLD = ('trainset printed "1C (1 fold)" ("IC" in the seed extraction): one centre crop, tested '
+            "on one fold of 1000 COCO test images, not the mean over five folds")
 F30K_SPARSE_NOTE = "sparse Flickr30K training set ({}); test on the full 1K test set"
 COCO_SPARSE_NOTE = "sparse MS-COCO training set ({}); test on the full 5K test set"
 
 # Each block: (paper, table, dataset, protocol, column order, rows). A row is
-# "method | features | values (space separated, '-' = not given) | note".
+# "method | features | values (space separated, '-' = not given) | note [| cited paper key]";
+# the last field marks a row that cites another paper's published result.
 _BLOCKS: list[tuple[str, str, str, str, tuple[str, ...], str]] = [
     ("kiros2014", "Table 1", "Flickr8K", "1k", KIROS, """
 Random Ranking | none | 0.1 0.6 1.1 631 0.1 0.5 1.0 500 |
@@ -61,22 +86,32 @@ Random Ranking | none | 0.1 0.6 1.1 631 0.1 0.5 1.0 500 | same values as Table 1
 Our model | AlexNet | 14.8 39.2 50.9 10 11.8 34.0 46.3 13 | Toronto ConvNet features as printed ("Our model")
 Our model (OxfordNet) | VGG | 23.0 50.7 62.9 5 16.8 42.0 56.5 8 |
 """),
+    ("vsepp2018", "Table 2", "MS-COCO", "1k", KIROS, """
+2.1 VSE0, 1C (1 fold) | VGG | 43.2 73.9 85.0 2.0 33.0 67.4 80.7 3.0 | {onefold}
+1.6 VSE++, 1C (1 fold) | VGG | 43.6 74.8 84.6 2.0 33.7 68.8 81.0 3.0 | {onefold}
+"""),
     ("vsepp2018", "Table 2", "MS-COCO", "5fold1k", KIROS, """
-2.1 VSE0, 1C (1 fold) | VGG | 43.2 73.9 85.0 2.0 33.0 67.4 80.7 3.0 | trainset column printed "IC (1 fold)" in the seed extraction: one centre crop
-1.6 VSE++, 1C (1 fold) | VGG | 43.6 74.8 84.6 2.0 33.7 68.8 81.0 3.0 | trainset column printed "IC (1 fold)" in the seed extraction: one centre crop
 2.2 VSE0, RC | VGG | 43.1 77.0 87.1 2.0 32.5 68.3 82.1 3.0 | {po}
 1.7 VSE++, RC | VGG | 49.0 79.8 88.4 1.8 37.1 72.2 83.8 2.0 | {po}
 2.3 VSE0, RC+rV | VGG | 46.8 78.8 89.0 1.8 34.2 70.4 83.6 2.6 | {po}
 1.8 VSE++, RC+rV | VGG | 51.9 81.5 90.4 1.0 39.5 74.1 85.6 2.0 | {po}
 2.4 VSE0 (FT), RC+rV | VGG | 50.1 81.5 90.5 1.6 39.7 75.4 87.2 2.0 | {po}
-1.9 VSE++ (FT), RC+rV | VGG | 57.2 86.0 93.3 1.0 45.9 79.4 89.1 2.0 | {po}
+1.9 VSE++ (FT), RC+rV | VGG | 57.2 86.0 93.3 1.0 45.9 79.4 89.1 2.0 | {po}; SCO Table 4 reprints it with R@5 85.1 / 78.9
 2.5 VSE0 (ResNet), RC+rV | ResNet-152 | 52.7 83.0 91.8 1.0 36.0 72.6 85.5 2.2 | {po}
 1.10 VSE++ (ResNet), RC+rV | ResNet-152 | 58.3 86.1 93.3 1.0 43.6 77.6 87.8 2.0 | {po}
 2.6 VSE0 (ResNet, FT), RC+rV | ResNet-152 | 56.0 85.8 93.5 1.0 43.7 79.4 89.7 2.0 | {po}
-1.11 VSE++ (ResNet, FT), RC+rV | ResNet-152 | 64.6 90.0 95.7 1.0 52.0 84.3 92.0 1.0 | {po}
+1.11 VSE++ (ResNet, FT), RC+rV | ResNet-152 | 64.6 90.0 95.7 1.0 52.0 84.3 92.0 1.0 | {po}; SCO Table 4 reprints it with R@5 89.1 / 83.1
+"""),
+    ("sco2018", "Table 4", "Flickr30K", "1k", R_I2T_T2I, """
+VSE++ | VGG | 41.3 69.0 77.9 31.4 59.7 71.2 | {po} | vsepp2018
+VSE++ (Res) | ResNet-152 | 52.9 79.1 87.2 39.6 69.6 79.5 | {po}; SCAN Table 1 prints R@1 and R@10 only (the same values) | vsepp2018
+"""),
+    ("sco2018", "Table 4", "MS-COCO", "5fold1k", R_I2T_T2I, """
+VSE++ | VGG | 57.2 85.1 93.3 45.9 78.9 89.1 | {po}; VSE++'s own Table 2 (row 1.9) prints R@5 86.0 / 79.4 | vsepp2018
+VSE++ (Res) | ResNet-152 | 64.6 89.1 95.7 52.0 83.1 92.0 | {po}; VSE++'s own Table 2 (row 1.11) prints R@5 90.0 / 84.3 | vsepp2018
 """),
     ("scan2018", "Table 1", "Flickr30K", "1k", R_I2T_T2I, """
-VSE++ (ResNet) | ResNet-152 | 52.9 - 87.2 39.6 - 79.5 | {po}; MMCA Table 1 prints this row as 52.9 87.2 - (columns shifted)
+VSE++ (ResNet) | ResNet-152 | 52.9 - 87.2 39.6 - 79.5 | {po}; MMCA Table 1 prints this row as 52.9 87.2 - (columns shifted) | vsepp2018
 SCAN t-i LSE (lambda1=9, lambda2=6) | {butd} | 61.1 85.4 91.5 43.3 71.9 80.9 |
 SCAN t-i AVG (lambda1=9) | {butd} | 61.8 87.5 93.7 45.8 74.4 83.0 |
 SCAN i-t LSE (lambda1=4, lambda2=5) | {butd} | 67.7 88.9 94.0 44.0 74.2 82.6 |
@@ -84,7 +119,7 @@ SCAN i-t AVG (lambda1=4) | {butd} | 67.9 89.0 94.4 43.9 74.2 82.8 | Table 3 labe
 SCAN t-i AVG + i-t LSE | {butd} | 67.4 90.3 95.8 48.6 77.7 85.2 |
 """),
     ("scan2018", "Table 2", "MS-COCO", "5fold1k", R_I2T_T2I, """
-VSE++ (ResNet) | ResNet-152 | 64.6 - 95.7 52.0 - 92.0 | {po}
+VSE++ (ResNet) | ResNet-152 | 64.6 - 95.7 52.0 - 92.0 | {po} | vsepp2018
 SCAN t-i LSE (lambda1=9, lambda2=6) | {butd} | 67.5 92.9 97.6 53.0 85.4 92.9 |
 SCAN t-i AVG (lambda1=9) | {butd} | 70.9 94.5 97.8 56.4 87.0 93.9 |
 SCAN i-t LSE (lambda1=4, lambda2=20) | {butd} | 68.4 93.9 98.0 54.8 86.1 93.3 |
@@ -92,30 +127,30 @@ SCAN i-t AVG (lambda1=4) | {butd} | 69.2 93.2 97.5 54.4 86.0 93.6 |
 SCAN t-i LSE + i-t AVG | {butd} | 72.7 94.8 98.4 58.8 88.4 94.8 |
 """),
     ("scan2018", "Table 2", "MS-COCO", "5k", R_I2T_T2I, """
-VSE++ (ResNet) | ResNet-152 | 41.3 - 81.2 30.3 - 72.4 | {po}
+VSE++ (ResNet) | ResNet-152 | 41.3 - 81.2 30.3 - 72.4 | {po} | vsepp2018
 SCAN i-t LSE | {butd} | 46.4 77.4 87.2 34.4 63.7 75.7 |
 SCAN t-i AVG + i-t LSE | {butd} | 50.4 82.2 90.0 38.6 69.3 80.4 | the 1K part of the table pairs t-i LSE + i-t AVG for COCO
 """),
     ("scan2018", "Table 3", "Flickr30K", "1k", R_I2T_T2I, """
-VSE++ (fixed ResNet, 1 crop) | ResNet-152 | 31.9 - 68.0 23.1 - 60.7 | fixed ResNet, one crop: the setting closest to precomputed features
+VSE++ (fixed ResNet, 1 crop) | ResNet-152 | 31.9 - 68.0 23.1 - 60.7 | fixed ResNet, one crop: the setting closest to precomputed features | vsepp2018
 Sum-Max t-i | {butd} | 59.6 85.2 92.9 44.1 70.0 79.0 |
 Sum-Max i-t | {butd} | 56.7 83.5 89.7 36.8 65.6 74.9 |
 SCAN t-i AVG (lambda1=9) | {butd} | 61.8 87.5 93.7 45.8 74.4 83.0 |
 SCAN i-t AVG (lambda1=10) | {butd} | 67.9 89.0 94.4 43.9 74.2 82.8 | Table 1 labels the same numbers lambda1=4
 """),
     ("mmca2020", "Table 1", "Flickr30K", "1k", R_I2T_T2I, """
-VSE++ (ResNet) | ResNet-152 | 52.9 87.2 - 39.6 - 79.5 | {po}; as printed here, SCAN Table 1 gives 52.9 - 87.2 (R@10 = 87.2)
-SCAN (Faster R-CNN, ResNet) | {butd} | 67.4 90.3 95.8 48.6 77.7 85.2 |
+VSE++ (ResNet) | ResNet-152 | 52.9 87.2 - 39.6 - 79.5 | {po}; as printed here, SCAN Table 1 gives 52.9 - 87.2 (R@10 = 87.2) | vsepp2018
+SCAN (Faster R-CNN, ResNet) | {butd} | 67.4 90.3 95.8 48.6 77.7 85.2 | | scan2018
 MMCA | {butd} | 74.2 92.8 96.4 54.8 81.4 87.8 | the text gives t2i R@10 as 87.85
 """),
     ("mmca2020", "Table 2", "MS-COCO", "5fold1k", R_I2T_T2I, """
-VSE++ (ResNet) | ResNet-152 | 64.6 - 95.7 52.0 - 92.0 | {po}
-SCAN (Faster R-CNN, ResNet) | {butd} | 72.7 94.8 98.4 58.8 88.4 94.8 |
+VSE++ (ResNet) | ResNet-152 | 64.6 - 95.7 52.0 - 92.0 | {po} | vsepp2018
+SCAN (Faster R-CNN, ResNet) | {butd} | 72.7 94.8 98.4 58.8 88.4 94.8 | | scan2018
 MMCA | {butd} | 74.8 95.6 97.7 61.6 89.8 95.2 |
 """),
     ("mmca2020", "Table 3", "MS-COCO", "5k", R_I2T_T2I, """
-VSE++ (ResNet) | ResNet-152 | 41.3 - 81.2 30.3 - 72.4 | {po}
-SCAN (Faster R-CNN, ResNet) | {butd} | 50.4 82.2 90.0 38.6 69.3 80.4 |
+VSE++ (ResNet) | ResNet-152 | 41.3 - 81.2 30.3 - 72.4 | {po} | vsepp2018
+SCAN (Faster R-CNN, ResNet) | {butd} | 50.4 82.2 90.0 38.6 69.3 80.4 | | scan2018
 MMCA | {butd} | 54.0 82.5 90.7 38.7 69.7 80.8 |
 """),
     ("mmca2020", "Table 4", "Flickr30K", "1k", R_I2T_T2I, """
@@ -173,7 +208,7 @@ VSE++, 50% img, 2/5 sent, 29,000 pairs (as printed) | unspecified | 27.3 54.5 66
 SCAN, 50% img, 2/5 sent, 29,000 pairs (as printed) | {butd} | 33.9 61.3 71.4 46.8 75.2 84.5 | heading prints 29,000 pairs; Table 1 counts 23,200 for 50% img, 2/5 sent
 A3VSE, 50% img, 2/5 sent, 29,000 pairs (as printed) | {butd} | 42.9 70.5 80.3 61.4 83.7 89.4 | heading prints 29,000 pairs; Table 1 counts 23,200 for 50% img, 2/5 sent
 VSE++, 100% ann, 145,000 pairs | unspecified | 39.6 70.1 79.8 53.1 82.1 87.5 | as printed by A3VSE; differs from the VSE++ (ResNet) row of SCAN Table 1
-SCAN, 100% ann, 145,000 pairs | {butd} | 45.8 74.4 83.0 61.8 87.5 93.7 | equals SCAN t-i AVG of SCAN Table 1
+SCAN, 100% ann, 145,000 pairs | {butd} | 45.8 74.4 83.0 61.8 87.5 93.7 | equals SCAN t-i AVG of SCAN Table 1 | scan2018
 A3VSE, 100% ann, 145,000 pairs | {butd} | 49.5 79.5 86.6 65.0 89.2 94.5 |
 """),
     _a3vse_sparse("Table 3", "MS-COCO", "5k", COCO_SPARSE_NOTE, """
@@ -196,7 +231,7 @@ VSE++, 50% img, 2/5 sent, 113,287 pairs (as printed) | unspecified | 19.5 41.2 5
 SCAN, 50% img, 2/5 sent, 113,287 pairs (as printed) | {butd} | 22.3 47.5 60.2 25.5 56.1 70.5 | heading as printed; Table 3 gives SCAN 21.1 45.2 57.8 / 24.2 54.8 68.6 at 113,287 pairs
 A3VSE, 50% img, 2/5 sent, 113,287 pairs (as printed) | {butd} | 28.2 57.9 70.6 38.4 69.5 81.1 | heading as printed; Table 3 gives A3VSE 27.4 56.0 68.9 / 38.3 68.1 79.3 at 113,287 pairs
 VSE++, 100% ann, 566,435 pairs | unspecified | 30.3 56.0 72.4 41.3 69.5 81.2 | as printed by A3VSE
-SCAN, 100% ann, 566,435 pairs | {butd} | 34.4 63.7 75.7 46.4 77.4 87.2 | equals SCAN i-t LSE of SCAN Table 2 (5K)
+SCAN, 100% ann, 566,435 pairs | {butd} | 34.4 63.7 75.7 46.4 77.4 87.2 | equals SCAN i-t LSE of SCAN Table 2 (5K) | scan2018
 A3VSE, 100% ann, 566,435 pairs | {butd} | 39.0 68.0 80.1 49.3 81.1 90.2 |
 """),
     ("a3vse2019", "Table 5", "Flickr30K", "1k", R_T2I_I2T, """
@@ -214,7 +249,7 @@ Full model | {butd} | 32.0 60.1 71.0 46.8 72.8 80.7 | ablation at 10% img, 5/5 s
 METRIC_COLUMNS = ("i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr", "t2i_r1", "t2i_r5", "t2i_r10",
                   "t2i_medr", "rsum")
 COLUMNS = ("row_id", "paper", "paper_name", "citation", "table", "dataset", "protocol",
-           "features", "method") + METRIC_COLUMNS + ("reproducible", "note")
+           "features", "method") + METRIC_COLUMNS + ("reproducible", "source", "note")
 
 
 def _slug(text: str) -> str:
@@ -225,14 +260,20 @@ def _parse_value(token: str) -> float:
     return math.nan if token == "-" else float(token)
 
 
+def _source(paper: str, table: str, cited: str | None) -> str:
+    """Where a row's numbers are printed, e.g. "SCAN Table 1, citing VSE++; read from ..."."""
+    citing = f", citing {PAPERS[cited][0]}" if cited else ""
+    return f"{PAPERS[paper][0]} {table}{citing}; read from {READ_FROM[paper]}"
+
+
 def _rows() -> list[dict]:
     rows: list[dict] = []
     for paper, table, dataset, protocol, order, text in _BLOCKS:
         name, bibkey, _ = PAPERS[paper]
         for line in text.strip().splitlines():
-            method, features, values, note = (p.strip() for p in line.split("|"))
+            method, features, values, note, *cited = (p.strip() for p in line.split("|"))
             features = features.format(butd=BUTD)
-            note = note.format(po=PAPER_ONLY)
+            note = note.format(po=PAPER_ONLY, onefold=ONE_FOLD)
             tokens = values.split()
             if len(tokens) != len(order):
                 raise ValueError(f"xmrlib.papers {paper} {table} row {method!r}: "
@@ -245,7 +286,8 @@ def _rows() -> list[dict]:
             row.update(row_id=f"{paper}/{_slug(table)}/{protocol}/{_slug(method)}", paper=paper,
                        paper_name=name, citation=bibkey, table=table, dataset=dataset,
                        protocol=protocol, features=features, method=method,
-                       reproducible=PAPER_ONLY not in note, note=note)
+                       reproducible=PAPER_ONLY not in note, note=note,
+                       source=_source(paper, table, cited[0] if cited else None))
             rows.append(row)
     return rows
 
@@ -283,9 +325,10 @@ def paper_table(key: str) -> pd.DataFrame:
 
 
 def paper_row(row_id: str) -> pd.Series:
-    """One row by its ``row_id`` (as stored in a results table's ``paper_row`` column)."""
+    """One row by its ``row_id`` (as stored in a results table's ``paper_row`` column); an id in
+    :data:`RENAMED_ROWS` resolves to the row's current id."""
     df = paper_rows()
-    hit = df[df["row_id"] == row_id]
+    hit = df[df["row_id"] == RENAMED_ROWS.get(row_id, row_id)]
     if hit.empty:
         raise KeyError(f"no paper row {row_id!r} in xmrlib.papers")
     return hit.iloc[0]
