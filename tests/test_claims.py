@@ -109,3 +109,22 @@ def test_audit_lists_typed_verdicts_that_no_claim_backs(tmp_path):
     nb = _notebook(tmp_path, PROSE + "\n\n* The paper finds VSE++ ahead.\n* Nothing to see.", code)
     found = audit(nb)
     assert found == ["On this run VSE++ ends below VSE0 in rsum.", "* The paper finds VSE++ ahead."]
+
+
+def test_claims_find_the_chapter_in_the_working_directory(tmp_path, monkeypatch):
+    _notebook(tmp_path, PROSE)  # 03_demo.ipynb, as papermill runs a chapter from its folder
+    monkeypatch.chdir(tmp_path)
+    claims = Claims("03", "default")
+    assert claims.notebook == tmp_path / "03_demo.ipynb"
+    claims.add("not in this chapter", True)
+    with pytest.raises(ClaimError, match="not found in 03_demo.ipynb"):
+        claims.check()
+
+
+def test_compare_summaries_is_welch_from_table_columns():
+    from xmrlib.claims import compare_summaries
+
+    c = compare_summaries(2.0, 2.0, 3, 12.0, 2.0, 3)  # the samples 0, 2, 4 and 10, 12, 14
+    assert c.half_width == pytest.approx(T_975_DF4 * math.sqrt(8 / 3))
+    assert str(c) == "behind (-10.0 ± 4.5 over 3 seeds)"
+    assert compare_summaries(50.0, float("nan"), 1, 40.0, float("nan"), 1).sign == 0

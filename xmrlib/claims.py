@@ -39,6 +39,8 @@ VERDICT_WORDS = ("above", "below", "ahead", "behind", "beats", "outperform", "be
                  "higher", "lower", "helps", "hurts", "improves", "faster", "slower", "flat",
                  "degenerat", "reproduc", "drops", "falls", "rises", "best", "worst", "close to",
                  "separable")
+#: Default verdict words of :func:`compare_seeds`: better, worse, within the interval.
+WORDS = ("ahead of", "behind", "not separable from")
 _GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`[^`]*`")
 _VERDICT_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in VERDICT_WORDS) + r")",
                          re.IGNORECASE)
@@ -94,8 +96,7 @@ class SeedComparison:
 
 def compare_seeds(a: Sequence[float], b: Sequence[float], *, paired: bool = False,
                   higher_is_better: bool = True, confidence: float = 0.95,
-                  words: tuple[str, str, str] = ("ahead of", "behind", "not separable from"),
-                  precision: int = 1) -> SeedComparison:
+                  words: tuple[str, str, str] = WORDS, precision: int = 1) -> SeedComparison:
     """Compare a metric of two models over seeds and say it in words.
 
     ``a`` and ``b`` hold one value per seed (e.g. rsum). The verdict is ``words[0]`` when the
@@ -110,24 +111,43 @@ def compare_seeds(a: Sequence[float], b: Sequence[float], *, paired: bool = Fals
     if x.ndim != 1 or y.ndim != 1 or not len(x) or not len(y):
         raise ValueError(f"compare_seeds: expected two non-empty 1-D samples, got shapes "
                          f"{x.shape} and {y.shape}")
-    if paired and len(x) != len(y):
+    if not paired:
+        sd = [float(v.std(ddof=1)) if len(v) > 1 else math.nan for v in (x, y)]
+        return compare_summaries(float(x.mean()), sd[0], len(x), float(y.mean()), sd[1], len(y),
+                                 higher_is_better=higher_is_better, confidence=confidence,
+                                 words=words, precision=precision)
+    if len(x) != len(y):
         raise ValueError(f"compare_seeds(paired=True): {len(x)} and {len(y)} values; paired "
                          "samples need one value per seed on both sides")
-    diff = float(x.mean() - y.mean())
-    if min(len(x), len(y)) < 2:
+    d = x - y
+    half = (stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+            if len(d) > 1 else math.nan)
+    return _verdict(float(d.mean()), half, len(x), len(y), higher_is_better, words, precision)
+
+
+def compare_summaries(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int,
+                      *, higher_is_better: bool = True, confidence: float = 0.95,
+                      words: tuple[str, str, str] = WORDS, precision: int = 1) -> SeedComparison:
+    """:func:`compare_seeds` (Welch, unpaired) from each side's mean, sample sd and seed count,
+    as a results table stores them (``rsum``, ``rsum_sd``, ``n_seeds``)."""
+    from scipy import stats
+
+    if min(n_a, n_b) < 2 or math.isnan(sd_a) or math.isnan(sd_b):
         half = math.nan
-    elif paired:
-        d = x - y
-        half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
     else:
-        va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+        va, vb = sd_a ** 2 / n_a, sd_b ** 2 / n_b
         se = math.sqrt(va + vb)
-        dof = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1)) if se else 1.0
+        dof = (va + vb) ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1)) if se else 1.0
         half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+    return _verdict(mean_a - mean_b, half, n_a, n_b, higher_is_better, words, precision)
+
+
+def _verdict(diff: float, half: float, n_a: int, n_b: int, higher_is_better: bool,
+             words: tuple[str, str, str], precision: int) -> SeedComparison:
     separable = not math.isnan(half) and abs(diff) > half
     sign = int(np.sign(diff)) * (1 if higher_is_better else -1) if separable else 0
     verdict = words[0] if sign > 0 else words[1] if sign < 0 else words[2]
-    return SeedComparison(diff, float(half), len(x), len(y), sign, verdict, precision)
+    return SeedComparison(float(diff), float(half), n_a, n_b, sign, verdict, precision)
 
 
 # --------------------------------------------------------------------------- claims
@@ -144,9 +164,15 @@ def chapter_prose(notebook: str | Path) -> str:
 
 
 def _find_notebook(chapter: str) -> Path | None:
-    from xmrlib.reproduce import discover_chapters
+    """``NN_*.ipynb`` in the working directory (papermill and Jupyter run a chapter from its
+    folder), else in the repository's ``notebooks/``; None when neither has it."""
+    from xmrlib.utils import repo_root
 
-    return discover_chapters().get(chapter)
+    for folder in (Path.cwd(), repo_root() / "notebooks"):
+        hits = sorted(folder.glob(f"{chapter}_*.ipynb"))
+        if hits:
+            return hits[0]
+    return None
 
 
 def _describe(predicate: Callable[[], object]) -> str:
@@ -167,8 +193,9 @@ class _Claim:
 class Claims:
     """The verdict sentences of one chapter, each with the predicate that makes it true.
 
-    ``Claims(chapter, profile)`` finds the chapter's notebook (``notebooks/NN_*.ipynb``); pass
-    ``notebook=`` to check another file, or ``notebook=False`` to skip the prose check.
+    ``Claims(chapter, profile)`` finds the chapter's notebook ``NN_*.ipynb`` (working directory,
+    then ``notebooks/``) to check that each sentence is in its prose; pass ``notebook=`` to
+    check another file, or ``notebook=False`` to skip the prose check.
     """
 
     def __init__(self, chapter: str, profile: str, notebook: str | Path | bool | None = None):
