@@ -111,3 +111,29 @@ def test_sources_name_the_printing_table_and_cited_paper():
     for k in ("i2t_r1", "i2t_r10", "t2i_r1", "t2i_r10"):
         assert own_row[k] == sco[k], k
     assert own_row["source"] != sco["source"] and sco["source"].startswith("SCO Table 4, citing VSE++")
+
+
+def test_a3vse_pair_counts_follow_from_images_and_captions():
+    # "P% img, k/5 sent, ..., N pairs": N = round(P% of the training images) x k, with 29,000
+    # training images on Flickr30K and 113,287 on MS-COCO. A row whose printed count breaks the
+    # arithmetic must say so in its note (A3VSE Table 1's 23,200).
+    import re
+
+    images = {"Flickr30K": 29000, "MS-COCO": 113287}
+    checked, flagged = 0, []
+    for _, row in paper_rows("a3vse2019").iterrows():
+        m = re.search(r"(\d+)% img, (\d)/5 sent.*?([\d,]+) pairs", row["method"])
+        if not m:
+            continue
+        pct, k, n = int(m[1]), int(m[2]), int(m[3].replace(",", ""))
+        expected = round(pct / 100 * images[row["dataset"]]) * k
+        checked += 1
+        if abs(n - expected) > 5:  # 20% of COCO x 5 prints 113,287 for 113,285
+            flagged.append(row["row_id"])
+            assert f"is {expected:,} pairs" in row["note"], row["row_id"]
+        assert "(as printed)" not in row["method"], row["row_id"]
+    assert checked == 48
+    assert flagged == ["a3vse2019/table_1/1k/a3vse_50_img_2_5_sent_20_ann_23_200_pairs",
+                       "a3vse2019/table_1/1k/scan_50_img_2_5_sent_20_ann_23_200_pairs"]
+    old = "a3vse2019/table_2/1k/a3vse_50_img_2_5_sent_29_000_pairs_as_printed"
+    assert paper_row(old)["row_id"] == "a3vse2019/table_2/1k/a3vse_50_img_2_5_sent_29_000_pairs"
