@@ -10,11 +10,12 @@ Every row names its paper, table, dataset, protocol and image features, and ``so
 its numbers are printed: the table, the paper whose result it cites when the row is a citation
 (e.g. VSE++ in SCAN's tables), and the seed document it was read from. ``protocol`` is ``1k``
 (one gallery of 1000 test images: Flickr8K/30K test, or one COCO fold of 1000), ``5fold1k``
-(COCO 1K: the mean over five folds of 1000 test images) or ``5k`` (COCO 5K). ``i2t_*`` is image-to-text (image annotation, caption/sentence retrieval),
-``t2i_*`` text-to-image (image search/retrieval); ``-`` in a paper is ``NaN`` here. No seed table
-prints rsum: it is computed here from the six recalls when all six are given. Rows that need raw
-images (random crops) or CNN fine-tuning carry ``reproducible=False`` and a note: they are
-paper-only in the book. Where two seed tables disagree, both rows are kept with a note.
+(COCO 1K: the mean over five folds of 1000 test images) or ``5k`` (COCO 5K). ``i2t_*`` is
+image-to-text (image annotation, caption/sentence retrieval), ``t2i_*`` text-to-image (image
+search/retrieval); ``-`` in a paper is ``NaN`` here. No seed table prints rsum: it is computed here
+from the six recalls when all six are given. Rows that need raw images (random crops) or CNN
+fine-tuning carry ``reproducible=False`` and a note: they are paper-only in the book. Where two
+seed tables disagree, both rows are kept with a note.
 """
 
 from __future__ import annotations
