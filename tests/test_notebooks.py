@@ -11,6 +11,7 @@ import pytest
 from smoke_runs import smoke_run, using_test_results
 
 from xmrlib import reproduce as rp
+from xmrlib.results import results_dir
 from xmrlib.utils import repo_root
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -66,6 +67,6 @@ def test_notebook_smoke_run(path):
               if o.output_type == "error"]
     assert not errors
     with using_test_results():
-        info = json.loads((rp.results_dir("smoke", "shapes", chapter) / "run.json").read_text())
+        info = json.loads((results_dir("smoke", "shapes", chapter) / "run.json").read_text())
     assert info["status"] == "complete" and info["parameters"]["profile"] == "smoke"
     assert wall < 120, f"{path.name}: smoke run took {wall:.0f} s (budget 60 s)"

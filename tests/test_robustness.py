@@ -26,7 +26,8 @@ import torch
 from xmrlib import reproduce as rp
 from xmrlib import utils
 from xmrlib.data import DataError, get_dataset, load_precomp
-from xmrlib.train import fit, load_run
+from xmrlib.checkpoint import load_run
+from xmrlib.train import fit
 from xmrlib.utils import atomic_write_text, resolve_device
 from xmrlib.vocab import Vocabulary
 
