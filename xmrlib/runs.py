@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from xmrlib.distributed import dist_env
 from xmrlib.models import build_model
@@ -49,6 +50,21 @@ def run_dir_for(model_name: str, model_config: dict[str, Any], cfg: TrainConfig,
     return Path(root or build_dir() / "runs") / f"{model_name}-{key}"
 
 
+def planned_run(model_name: str, model_config: dict[str, Any], train_data: Any, dev_data: Any,
+                cfg: TrainConfig, root: str | Path | None = None
+                ) -> tuple[nn.Module, Path, dict[str, Any]]:
+    """What :func:`fit_or_load` trains, without training: the seeded, untrained model, its run
+    folder and the data identity that keys it (under torchrun, with the world size)."""
+    _, world = dist_env()
+    data_id = run_data_identity(train_data, dev_data)
+    if world > 1:  # N processes of batch_size each: a different run from one process
+        data_id["world_size"] = world
+    seed_everything(cfg.seed)
+    model = build_model(model_name, **model_config)
+    run_dir = run_dir_for(model_name, model.config, cfg, data_id, root)  # defaults included
+    return model, run_dir, data_id
+
+
 def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, dev_data: Any,
                 cfg: TrainConfig, device: str | torch.device = "auto", progress: bool = True,
                 root: str | Path | None = None) -> FitResult:
@@ -61,12 +77,8 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
     from xmrlib.data import make_loader
 
     rank, world = dist_env()
-    data_id = run_data_identity(train_data, dev_data)
-    if world > 1:  # N processes of batch_size each: a different run from one process
-        data_id["world_size"] = world
-    seed_everything(cfg.seed)
-    model = build_model(model_name, **model_config)
-    run_dir = run_dir_for(model_name, model.config, cfg, data_id, root)  # defaults included
+    model, run_dir, data_id = planned_run(model_name, model_config, train_data, dev_data, cfg,
+                                          root)
     loader = make_loader(train_data, model.tokenize, cfg.batch_size, shuffle=True,
                          seed=cfg.seed, rank=rank, world_size=world)
     return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
