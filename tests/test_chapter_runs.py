@@ -131,6 +131,7 @@ def test_unknown_runs_and_parameters_are_named(splits):
         chapter_run_dir("03", "VSE++", train, dev, "smoke", n_train_images=10)
 
 
+@pytest.mark.slow
 def test_chapter_run_trains_once_then_reloads(splits, tmp_path, monkeypatch):
     train, dev = splits
     first = chapter_run("03", "VSE++", train, dev, "smoke", seed=0, device="cpu")

@@ -30,6 +30,8 @@ from xmrlib.train import TrainConfig, fit
 
 from test_models_vse import make_batch, tiny_vocab
 
+pytestmark = pytest.mark.slow  # spawns process groups
+
 B, WORLD = 8, 2
 CASES = [(mv, gather) for mv in (False, True) for gather in (True, False)]
 

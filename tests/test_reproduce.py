@@ -10,34 +10,18 @@ import pytest
 from xmrlib import book, provenance, report, results
 from xmrlib import reproduce as rp
 
-PARAMS = ('profile = "default"  # smoke | default | full\ndataset = "shapes"\ndata_root = None\n'
-          'device = "auto"\nseed = 0\nscale = 1  # chapter parameter')
-
-
-def _notebook(path, body):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cell = nbformat.v4.new_code_cell(PARAMS)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell] + [nbformat.v4.new_code_cell(b) for b in body]
-    nbformat.write(nb, path)
-
-
 @pytest.fixture
-def tree(tmp_path, monkeypatch):
+def tree(chapter_tree):
     """A notebooks folder with a good chapter 01 and a failing chapter 02; tmp build/results."""
-    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    _notebook(nbs / "01_good.ipynb", [
+    nbs = chapter_tree.notebooks
+    chapter_tree.chapter("01_good.ipynb", [
         "import os\nimport pandas as pd\nfrom xmrlib.reproduce import save_table, save_metrics",
         "save_table(pd.DataFrame({'x': [scale * 2], 'omp': [os.environ['OMP_NUM_THREADS']]}),"
         " 'tab', chapter='01', profile=profile, dataset=dataset)\n"
         "save_metrics({'i2t_r1': 0.5}, 'm', chapter='01', profile=profile, dataset=dataset)"])
-    _notebook(nbs / "02_bad.ipynb", ["x = 1", "y = 1 / 0  # boom\nz = 2"])
+    chapter_tree.chapter("02_bad.ipynb", ["x = 1", "y = 1 / 0  # boom\nz = 2"])
     (nbs / "README.ipynb").write_text("{}")  # not a chapter: ignored
-    return tmp_path, nbs
+    return chapter_tree.root, nbs
 
 
 def _run(nbs, *extra):
@@ -45,6 +29,7 @@ def _run(nbs, *extra):
                     "--notebooks-dir", str(nbs), *extra])
 
 
+@pytest.mark.slow
 def test_run_provenance_failure_skip_and_force(tree, capsys):
     tmp, nbs = tree
     assert _run(nbs, "-p", "scale", "3") == 1  # chapter 02 fails, 01 still runs
@@ -155,6 +140,7 @@ def test_save_table_rejects_bad_names(tmp_path, monkeypatch):
     assert not list(path.parent.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_chapter_overview_reads_run_json_and_counts_exercises(tree, monkeypatch):
     tmp, nbs = tree
     nb = nbformat.v4.new_notebook()

@@ -133,6 +133,7 @@ def test_padding_is_ignored(attention):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_flow():
     images, captions, cap_lens = random_inputs(n_img=2, n_cap=3, n_reg=3, n_word=4, d=5,
                                                dtype=torch.float64)
@@ -311,6 +312,7 @@ def test_small_groups_and_large_logits_match_loop(attention, monkeypatch):
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_with_small_groups(monkeypatch):
     import xmrlib.models.scan_kernel as kernel
 

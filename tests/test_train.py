@@ -129,6 +129,7 @@ def _vocab_dict(data) -> dict:
     return Vocabulary.build(data.captions).to_dict()
 
 
+@pytest.mark.slow
 def test_vsepp_learns_on_shapes(learn_shapes, tmp_path):
     """VSE++ (half the run warmed up with the sum loss) beats random ranking by a wide margin on
     the 100 dev images. Measured: rsum 192 vs 32 by chance, t2i R@1 6.4 vs 1.0 (seed 0, 8
