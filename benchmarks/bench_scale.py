@@ -56,7 +56,8 @@ from xmrlib.data import CaptionDataset, CaptionLoader, PrecompData, make_loader
 from xmrlib.evaluation import evaluate
 from xmrlib.models import build_model
 from xmrlib.models.vsepp import VSEPP_FLAGS
-from xmrlib.train import chapter_model_config, chapter_train_config, fit
+from xmrlib.runs import chapter_model_config, chapter_train_config
+from xmrlib.train import fit
 from xmrlib.utils import atomic_write_json, device_name, resolve_device
 
 F30K_TRAIN_IMAGES, F30K_TEST_IMAGES, CAPTIONS_PER_IMAGE = 29_000, 1000, 5

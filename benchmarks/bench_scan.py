@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xmrlib.models.scan import xattn_scores
+from xmrlib.models.scan_kernel import xattn_scores
 
 
 def features(n: int, length: int, d: int, seed: int) -> torch.Tensor:

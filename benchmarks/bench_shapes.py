@@ -50,7 +50,7 @@ def compare_models(root: Path, epochs: int, runs: Path) -> dict[str, dict[str, f
     """Test rsum and binding accuracy of VSE++ and SCAN trained on the Shapes folder ``root``."""
     from xmrlib.data import load_precomp
     from xmrlib.evaluation import evaluate
-    from xmrlib.train import chapter_model_config, chapter_train_config, fit_or_load
+    from xmrlib.runs import chapter_model_config, chapter_train_config, fit_or_load
 
     train, dev, test = (load_precomp(root, s) for s in ("train", "dev", "test"))
     out = {}

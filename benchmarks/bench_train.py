@@ -15,7 +15,8 @@ import torch
 from xmrlib.data import get_dataset, load_precomp, make_loader
 from xmrlib.evaluation import evaluate
 from xmrlib.models import build_model
-from xmrlib.train import chapter_model_config, chapter_train_config, fit
+from xmrlib.runs import chapter_model_config, chapter_train_config
+from xmrlib.train import fit
 from xmrlib.utils import device_name, resolve_device
 
 

@@ -28,3 +28,40 @@ def shapes_root(tmp_path_factory):
     from xmrlib.data import make_shapes
 
     return make_shapes(tmp_path_factory.mktemp("shapes"), 60, 20, 20, seed=0)
+
+
+#: the ``parameters`` cell of a scratch chapter: the base parameters and one of its own, ``scale``
+CHAPTER_PARAMETERS = ('profile = "default"  # smoke | default | full\ndataset = "shapes"\n'
+                      'data_root = None\ndevice = "auto"\nseed = 0\nscale = 1  # chapter parameter')
+
+
+class ChapterTree:
+    """A scratch reproduction tree: ``build/`` and ``results/`` under ``root`` (the tools find
+    them through ``XMR_BUILD_DIR`` / ``XMR_RESULTS_DIR``) and a ``notebooks`` folder of chapters."""
+
+    def __init__(self, root):
+        self.root = root
+        self.notebooks = root / "nbs"
+        self.notebooks.mkdir()
+
+    def chapter(self, name: str, body: list[str]):
+        """Write ``notebooks/<name>``: a title, the tagged parameters cell, one cell per ``body``."""
+        import nbformat
+
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        params = nbformat.v4.new_code_cell(CHAPTER_PARAMETERS)
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [nbformat.v4.new_markdown_cell("# t"), params,
+                    *(nbformat.v4.new_code_cell(b) for b in body)]
+        nbformat.write(nb, self.notebooks / name)
+        return self.notebooks / name
+
+
+@pytest.fixture
+def chapter_tree(tmp_path, monkeypatch):
+    """A :class:`ChapterTree` in ``tmp_path``, its build and results folders set for this test."""
+    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
+    return ChapterTree(tmp_path)

@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -264,29 +263,9 @@ def test_collapsed_embeddings_cost_twice_the_margin_with_hardest_negatives():
     assert summed == pytest.approx(2 * (B - 1) * 0.2, rel=1e-6)
 
 
-def test_rsum_per_image_averages_to_rsum():
-    from xmrlib.evaluation import recall_metrics
-    from xmrlib.models.a3vse import rsum_per_image
-
-    sims = torch.randn(12, 36, generator=torch.Generator().manual_seed(0)).numpy()
-    shares = rsum_per_image(sims, 3)
-    assert shares.shape == (12,)
-    assert shares.mean() == pytest.approx(recall_metrics(sims, 3)["rsum"], rel=1e-9)
-
-
-def test_rsum_per_image_hand_case():
-    from xmrlib.models.a3vse import rsum_per_image
-
-    # 2 images, 1 caption each; image 0 ranks its caption first, image 1 ranks it second;
-    # caption 0 finds image 0 first, caption 1 finds image 1 second: ranks 0 and 1
-    sims = np.array([[0.9, 0.8], [0.7, 0.1]])
-    # image 0: i2t hits at 1, 5, 10 (3) + t2i hits (3) = 6; image 1: i2t 2 + t2i 2 = 4
-    assert rsum_per_image(sims, 1).tolist() == [600.0, 400.0]
-
-
 def _sparse_runs(shapes_root, protocol="1k"):
     from xmrlib.data import load_precomp
-    from xmrlib.models.a3vse import SparseRuns
+    from xmrlib.sparse_runs import SparseRuns
     from xmrlib.train import TrainConfig
 
     train, dev, test = (load_precomp(shapes_root, s) for s in ("train", "dev", "test"))

@@ -42,6 +42,7 @@ def _gru_params(word_dim, hidden):
     return 3 * hidden * (word_dim + hidden) + 2 * 3 * hidden
 
 
+@pytest.mark.slow
 def test_cut_epoch_rows_steps_and_sizes(bench, tmp_path):
     out = tmp_path / "scale.json"
     returned = bench.main(["--device", "cpu", "--scale", "0.01", "--regions", "4", "--dim", "16",
@@ -71,6 +72,7 @@ def test_cut_epoch_rows_steps_and_sizes(bench, tmp_path):
         assert r["eval_protocol"] == "1k" and r["eval_s"] > 0 and 0 <= r["rsum"] <= 600
 
 
+@pytest.mark.slow
 def test_whole_epoch_from_host_features(bench):
     report = bench.main(["--device", "cpu", "--scale", "0.001", "--regions", "2", "--dim", "8",
                          "--models", "vsepp", "--amp", "off", "--batch-size", "64",

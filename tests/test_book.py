@@ -37,12 +37,14 @@ def built_book():
     return HTML
 
 
+@pytest.mark.slow
 def test_strict_build_has_every_chapter(built_book):
     assert (built_book / "book" / "intro.html").exists()
     for nb in NOTEBOOKS:
         assert (built_book / "build" / "book" / "notebooks" / f"{nb.stem}.html").exists(), nb.name
 
 
+@pytest.mark.slow
 def test_no_cdn_assets(built_book):
     assert check_html.remote_assets(built_book) == []
     page = (built_book / "book" / "notation.html").read_text(encoding="utf-8")
@@ -59,6 +61,7 @@ def test_remote_asset_scan_catches_cdns(tmp_path):
     assert len(found) == 2 and "cdn.jsdelivr" in found[0] and "cdnjs" in found[1]
 
 
+@pytest.mark.slow
 def test_browser_renders_math_and_widgets(built_book):
     if os.environ.get("CI") != "true" and check_html.find_browser() is None:
         pytest.skip("no chromium here and CI is not 'true': browser check skipped")

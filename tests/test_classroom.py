@@ -95,6 +95,7 @@ def test_unclosed_gated_solution_is_an_error(tmp_path):
         classroom.strip_solutions(nb, name="bad.ipynb")
 
 
+@pytest.mark.slow
 def test_cli(chapters, tmp_path):
     out = tmp_path / "cli"
     run = subprocess.run([sys.executable, "-m", "xmrlib.classroom", "student-edition", str(out),

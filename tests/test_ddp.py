@@ -25,9 +25,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from xmrlib.models.vsepp import VSEPP
-from xmrlib.train import TrainConfig, _LossModule, fit
+from xmrlib.distributed import LossModule
+from xmrlib.train import TrainConfig, fit
 
 from test_models_vse import make_batch, tiny_vocab
+
+pytestmark = pytest.mark.slow  # spawns process groups
 
 B, WORLD = 8, 2
 CASES = [(mv, gather) for mv in (False, True) for gather in (True, False)]
@@ -57,7 +60,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     results = {}
     for mv, gather in CASES:
         model = _model(mv)
-        ddp = torch.nn.parallel.DistributedDataParallel(_LossModule(model))
+        ddp = torch.nn.parallel.DistributedDataParallel(LossModule(model))
         loss, _ = ddp(batch, 0.5, gather)
         (loss * WORLD).backward()
         results[(mv, gather)] = _grads(model)

@@ -119,7 +119,7 @@ def test_random_expectation_matches_kiros_scale():
     e = ev.random_ranking_expectation(1000)
     assert e["i2t_r1"] == pytest.approx(0.1, abs=1e-9)        # 1 - 4995/5000
     assert e["t2i_r10"] == pytest.approx(1.0) and e["t2i_medr"] == 500.0
-    assert e["rsum"] == pytest.approx(sum(e[k] for k in ev._RECALL_KEYS))
+    assert e["rsum"] == pytest.approx(sum(e[k] for k in ev.RECALL_KEYS))
 
 
 def test_random_sims_1000x5000_close_to_analytic():
@@ -161,7 +161,7 @@ def test_average_folds_rsum():
         sims = rng.standard_normal((20, 100)) + 1.5 * np.repeat(np.eye(20), 5, axis=1)
         folds.append(ev.recall_metrics(sims))
     avg = ev.average_folds(folds)
-    mean_recalls = [np.mean([f[k] for f in folds]) for k in ev._RECALL_KEYS]
+    mean_recalls = [np.mean([f[k] for f in folds]) for k in ev.RECALL_KEYS]
     assert avg["rsum"] == pytest.approx(sum(mean_recalls))
     assert avg["rsum"] == pytest.approx(np.mean([f["rsum"] for f in folds]))
     assert avg["i2t_medr"] == pytest.approx(np.mean([f["i2t_medr"] for f in folds]))
@@ -352,3 +352,50 @@ def test_oracle_recall_hand_cases():
     assert out["t2i_meanr"] == pytest.approx((n + 1) / 2)
     with pytest.raises(ValueError, match="not true of their own image"):
         ev.oracle_recall(~perfect)
+
+
+def test_retrieval_ranks_against_loops():
+    rng = np.random.default_rng(0)
+    sims = rng.normal(size=(4, 20))
+    i2t, t2i = ev.retrieval_ranks(sims, 5)
+    for i in range(4):
+        order = list(np.argsort(-sims[i]))
+        assert i2t[i] == 1 + min(order.index(j) for j in range(5 * i, 5 * i + 5))
+    for j in range(20):
+        order = list(np.argsort(-sims[:, j]))
+        assert t2i[j] == 1 + order.index(j // 5)
+    with pytest.raises(ValueError, match="expected"):
+        ev.retrieval_ranks(sims[:, :19], 5)
+
+
+def test_topk_helpers():
+    sims = np.array([[0.1, 0.9, 0.5], [0.8, 0.2, 0.7]])
+    assert list(ev.topk_for_image(sims, 0, 2)) == [1, 2]
+    assert list(ev.topk_for_caption(sims, 2, 2)) == [1, 0]
+
+
+def test_rsum_per_image_averages_to_rsum():
+    sims = torch.randn(12, 36, generator=torch.Generator().manual_seed(0)).numpy()
+    shares = ev.rsum_per_image(sims, 3)
+    assert shares.shape == (12,)
+    assert shares.mean() == pytest.approx(ev.recall_metrics(sims, 3)["rsum"], rel=1e-9)
+
+
+def test_rsum_per_image_hand_case():
+    # 2 images, 1 caption each; image 0 ranks its caption first, image 1 ranks it second;
+    # caption 0 finds image 0 first, caption 1 finds image 1 second: ranks 0 and 1
+    sims = np.array([[0.9, 0.8], [0.7, 0.1]])
+    # image 0: i2t hits at 1, 5, 10 (3) + t2i hits (3) = 6; image 1: i2t 2 + t2i 2 = 4
+    assert ev.rsum_per_image(sims, 1).tolist() == [600.0, 400.0]
+
+
+def test_paired_bootstrap_constant_and_swapped_differences():
+    """A constant per-image difference has no spread; swapping the runs mirrors everything."""
+    same = ev.paired_bootstrap(np.full(7, 5.0), np.full(7, 2.0), n_boot=100)
+    assert same == {"delta": 3.0, "ci_low": 3.0, "ci_high": 3.0, "p_b_better": 0.0}
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=30), rng.normal(size=30)
+    ab, ba = ev.paired_bootstrap(a, b, seed=4), ev.paired_bootstrap(b, a, seed=4)
+    assert ab["delta"] == pytest.approx(float(np.mean(a - b))) == pytest.approx(-ba["delta"])
+    assert ab["ci_low"] == pytest.approx(-ba["ci_high"])
+    assert ab["p_b_better"] == pytest.approx(1.0 - ba["p_b_better"])  # no resample mean is 0

@@ -1,9 +1,10 @@
-"""hinge_triplet_loss against plain loops, a hand-computed case and gradcheck."""
+"""hinge_triplet_loss and the selection of negatives against plain loops, a hand case, gradcheck."""
 
+import numpy as np
 import pytest
 import torch
 
-from xmrlib.losses import hinge_triplet_loss
+from xmrlib.losses import hinge_parts, hinge_triplet_loss, used_negatives
 
 
 def loop_loss(s, positives, margin, max_violation, reduction):
@@ -82,3 +83,39 @@ def test_bad_input():
         hinge_triplet_loss(torch.zeros(2, 3), positives=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="reduction"):
         hinge_triplet_loss(torch.zeros(2, 2), reduction="max")
+
+
+def _naive_negatives(s, max_violation, margin):
+    """Plain loops: ``i2t[i, j]`` marks caption ``j`` used for image query ``i`` (row);
+    ``t2i[i, j]`` image ``i`` used for caption query ``j``: the rows of the transpose."""
+    def used_by_rows(m):
+        b = len(m)
+        used = np.zeros((b, b), bool)
+        for i in range(b):
+            cands = [j for j in range(b) if j != i]
+            if max_violation:
+                cands = [max(cands, key=lambda j: m[i, j])]
+            for j in cands:
+                used[i, j] = margin - m[i, i] + m[i, j] > 0
+        return used
+
+    return used_by_rows(s), used_by_rows(s.T).T
+
+
+@pytest.mark.parametrize("max_violation", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_used_negatives_equals_a_plain_loop(max_violation, seed):
+    s = np.random.default_rng(seed).uniform(-0.3, 0.6, size=(6, 6))
+    want_i2t, want_t2i = _naive_negatives(s, max_violation, 0.2)
+    got_i2t, got_t2i = used_negatives(s, max_violation, 0.2)
+    np.testing.assert_array_equal(got_i2t, want_i2t)
+    np.testing.assert_array_equal(got_t2i, want_t2i)
+
+
+def test_hinge_parts_are_the_two_directions_of_the_loss():
+    scores = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
+    for hardest in (False, True):
+        i2t, t2i = hinge_parts(scores, 0.2, hardest)
+        torch.testing.assert_close(i2t + t2i, hinge_triplet_loss(scores, 0.2, hardest))
+        i2t_t, t2i_t = hinge_parts(scores.t().contiguous(), 0.2, hardest)  # roles swap
+        torch.testing.assert_close((i2t_t, t2i_t), (t2i, i2t))

@@ -207,6 +207,7 @@ def caption_batch(n_images: int = 3) -> dict:
             "tokens": tokens, "lengths": lengths}
 
 
+@pytest.mark.slow
 def test_frozen_text_encoder_stays_frozen():
     model = MMCA(img_dim=12, embed_size=16, heads=4).train()
     assert model.bert is None

@@ -11,10 +11,14 @@ import pytest
 from smoke_runs import smoke_run, using_test_results
 
 from xmrlib import reproduce as rp
+from xmrlib.results import results_dir
 from xmrlib.utils import repo_root
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
+#: seconds per chapter on the smoke profile (seven chapters: the smoke book stays under the design
+#: card's 5 minutes on 2 cores); the check allows twice that for a machine shared with other jobs
+SMOKE_BUDGET_S = 60
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -55,6 +59,7 @@ def test_notebook_code_has_no_undefined_names_or_unused_imports(path):
     assert not found, "\n".join(f"{path.name}: {m.message % m.message_args}" for m in found)
 
 
+@pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_smoke_run(path):
@@ -66,6 +71,7 @@ def test_notebook_smoke_run(path):
               if o.output_type == "error"]
     assert not errors
     with using_test_results():
-        info = json.loads((rp.results_dir("smoke", "shapes", chapter) / "run.json").read_text())
+        info = json.loads((results_dir("smoke", "shapes", chapter) / "run.json").read_text())
     assert info["status"] == "complete" and info["parameters"]["profile"] == "smoke"
-    assert wall < 120, f"{path.name}: smoke run took {wall:.0f} s (budget 60 s)"
+    assert wall < 2 * SMOKE_BUDGET_S, (f"{path.name}: smoke run took {wall:.0f} s, over twice its "
+                                       f"budget of {SMOKE_BUDGET_S} s")

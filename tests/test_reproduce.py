@@ -7,36 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xmrlib import book, provenance, report, results
 from xmrlib import reproduce as rp
 
-PARAMS = ('profile = "default"  # smoke | default | full\ndataset = "shapes"\ndata_root = None\n'
-          'device = "auto"\nseed = 0\nscale = 1  # chapter parameter')
-
-
-def _notebook(path, body):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    cell = nbformat.v4.new_code_cell(PARAMS)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell] + [nbformat.v4.new_code_cell(b) for b in body]
-    nbformat.write(nb, path)
-
-
 @pytest.fixture
-def tree(tmp_path, monkeypatch):
+def tree(chapter_tree):
     """A notebooks folder with a good chapter 01 and a failing chapter 02; tmp build/results."""
-    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    _notebook(nbs / "01_good.ipynb", [
+    nbs = chapter_tree.notebooks
+    chapter_tree.chapter("01_good.ipynb", [
         "import os\nimport pandas as pd\nfrom xmrlib.reproduce import save_table, save_metrics",
         "save_table(pd.DataFrame({'x': [scale * 2], 'omp': [os.environ['OMP_NUM_THREADS']]}),"
         " 'tab', chapter='01', profile=profile, dataset=dataset)\n"
         "save_metrics({'i2t_r1': 0.5}, 'm', chapter='01', profile=profile, dataset=dataset)"])
-    _notebook(nbs / "02_bad.ipynb", ["x = 1", "y = 1 / 0  # boom\nz = 2"])
+    chapter_tree.chapter("02_bad.ipynb", ["x = 1", "y = 1 / 0  # boom\nz = 2"])
     (nbs / "README.ipynb").write_text("{}")  # not a chapter: ignored
-    return tmp_path, nbs
+    return chapter_tree.root, nbs
 
 
 def _run(nbs, *extra):
@@ -44,6 +29,7 @@ def _run(nbs, *extra):
                     "--notebooks-dir", str(nbs), *extra])
 
 
+@pytest.mark.slow
 def test_run_provenance_failure_skip_and_force(tree, capsys):
     tmp, nbs = tree
     assert _run(nbs, "-p", "scale", "3") == 1  # chapter 02 fails, 01 still runs
@@ -110,8 +96,8 @@ def test_real_data_provenance(tmp_path):
     np.save(folder / "test_ims.npy", np.zeros((2, 36, 2048), dtype=np.float32))
     (folder / "test_caps.txt").write_text("a\n" * 10)
     assert rp.resolve_data_root("f30k_precomp", tmp_path) == folder
-    assert rp.data_provenance("f30k_precomp", folder)["features"] == "BUTD 36x2048"
-    assert rp.features_label((1000, 4096)) == "VGG"
+    assert provenance.data_provenance("f30k_precomp", folder)["features"] == "BUTD 36x2048"
+    assert provenance.features_label((1000, 4096)) == "VGG"
     assert rp.parse_value("3") == 3 and rp.parse_value("None") is None
     assert rp.parse_value("0.5") == 0.5 and rp.parse_value("LSE") == "LSE"
 
@@ -132,7 +118,7 @@ def test_report_delta_only_when_setting_matches(tmp_path, monkeypatch):
               [{"paper_row": row, "label": "ours", "i2t_r1": 60.0, "t2i_r1": 45.0}], "BUTD 36x2048")
     _fake_run(tmp_path, "shapes", "01",
               [{"paper_row": "kiros2014/table_2/1k/random_ranking", "i2t_r1": 0.5}], "Shapes")
-    md, csv, df = rp.write_report()
+    md, csv, df = report.write_report()
     assert md.exists() and csv.exists()
     real = df[df["chapter"] == "04"].set_index("metric")
     assert real.loc["i2t_r1", "delta"] == pytest.approx(60.0 - 61.8)
@@ -146,14 +132,15 @@ def test_report_delta_only_when_setting_matches(tmp_path, monkeypatch):
 def test_save_table_rejects_bad_names(tmp_path, monkeypatch):
     monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="result name"):
-        rp.save_table(pd.DataFrame({"a": [1]}), "../x", chapter="01", profile="smoke",
+        results.save_table(pd.DataFrame({"a": [1]}), "../x", chapter="01", profile="smoke",
                       dataset="shapes")
-    path = rp.save_table(pd.DataFrame({"a": [1]}), "ok", chapter="01", profile="smoke",
+    path = results.save_table(pd.DataFrame({"a": [1]}), "ok", chapter="01", profile="smoke",
                          dataset="shapes")
     assert path == tmp_path / "smoke" / "shapes" / "01" / "ok.csv"
     assert not list(path.parent.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_chapter_overview_reads_run_json_and_counts_exercises(tree, monkeypatch):
     tmp, nbs = tree
     nb = nbformat.v4.new_notebook()
@@ -164,12 +151,12 @@ def test_chapter_overview_reads_run_json_and_counts_exercises(tree, monkeypatch)
     nbformat.write(nb, nbs / "03_three.ipynb")
     _run(nbs, "--chapters", "01")
     monkeypatch.setenv("XMR_NOTEBOOKS_DIR", str(nbs))
-    df = rp.chapter_overview("smoke", "shapes").set_index("chapter")
+    df = book.chapter_overview("smoke", "shapes").set_index("chapter")
     wall = json.loads((tmp / "results" / "smoke" / "shapes" / "01" / "run.json").read_text())
     assert df.loc["01", "minutes"] == round(wall["wall_s"] / 60, 1)
     assert df.loc["01", "device"] == "cpu" and df.loc["01", "exercises"] == 0
     assert np.isnan(df.loc["02", "minutes"]) and np.isnan(df.loc["03", "minutes"])  # not run
     assert df.loc["03", "title"] == "3. Three" and df.loc["03", "exercises"] == 2
     assert df.loc["03", "checkers"] == "check_lse_pooling, check_max_violation"
-    md = rp.overview_markdown(df.reset_index(), "smoke", "shapes")
+    md = book.overview_markdown(df.reset_index(), "smoke", "shapes")
     assert "| 3. Three | not run | - | 2 | `check_lse_pooling`, `check_max_violation` |" in md

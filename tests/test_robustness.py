@@ -26,11 +26,11 @@ import torch
 from xmrlib import reproduce as rp
 from xmrlib import utils
 from xmrlib.data import DataError, get_dataset, load_precomp
-from xmrlib.train import fit, load_run
+from xmrlib.checkpoint import load_run
+from xmrlib.train import fit
 from xmrlib.utils import atomic_write_text, resolve_device
 from xmrlib.vocab import Vocabulary
 
-from test_reproduce import _notebook
 from test_train import CFG, _model, _shuffled_loader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,6 +232,7 @@ def cli(tmp_path_factory):
     return tmp, cases, done
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_cli_bad_input_exits_2_with_a_clear_message(cli, name, monkeypatch, capsys):
     tmp, cases, done = cli
@@ -267,12 +268,10 @@ def test_atomic_write_killed_before_rename_keeps_the_old_file(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]   # no temp file left behind
 
 
-def test_publish_killed_midway_reruns_instead_of_skipping(tmp_path, monkeypatch):
-    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    _notebook(nbs / "01_two.ipynb", [
+@pytest.mark.slow
+def test_publish_killed_midway_reruns_instead_of_skipping(chapter_tree, monkeypatch):
+    nbs = chapter_tree.notebooks
+    chapter_tree.chapter("01_two.ipynb", [
         "import pandas as pd\nfrom xmrlib.reproduce import save_table\n"
         "for name in ('a', 'b'):\n"
         "    save_table(pd.DataFrame({'x': [scale]}), name, chapter='01', profile=profile,"
@@ -280,7 +279,7 @@ def test_publish_killed_midway_reruns_instead_of_skipping(tmp_path, monkeypatch)
     kw = dict(profile="smoke", dataset="shapes", device="cpu", chapters=["01"],
               params={"scale": 2}, nb_dir=nbs, log=lambda m: None)
     assert [o.status for o in rp.run_chapters(**kw)] == ["complete"]
-    final = tmp_path / "results" / "smoke" / "shapes" / "01"
+    final = chapter_tree.root / "results" / "smoke" / "shapes" / "01"
     real, written = rp.atomic_write_text, []
 
     def dies_on_second_csv(path, text):
@@ -336,6 +335,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_killed_chapter_resumes_to_the_uninterrupted_results(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from xmrlib.models.scan import (AGGREGATIONS, RAW_FEATURE_NORMS, split_scores_over_ranks,
-                                summax_scores, xattn_scores)
+from xmrlib.models.scan_kernel import (AGGREGATIONS, RAW_FEATURE_NORMS, split_scores_over_ranks,
+                                       summax_scores, xattn_scores)
 
 
 def ref_attend(query, context, norm, smooth):
@@ -133,6 +133,7 @@ def test_padding_is_ignored(attention):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_flow():
     images, captions, cap_lens = random_inputs(n_img=2, n_cap=3, n_reg=3, n_word=4, d=5,
                                                dtype=torch.float64)
@@ -294,12 +295,12 @@ def test_binding_ceiling_hand_case_and_bound():
 def test_small_groups_and_large_logits_match_loop(attention, monkeypatch):
     """One context sample per group (GROUP_ELEMENTS = 1), padded regions, and logits far
     outside exp's float32 range (unnormalised features, lambda 40) still equal the loop."""
-    import xmrlib.models.scan as scan
+    import xmrlib.models.scan_kernel as kernel
 
     images, captions, cap_lens = random_inputs(n_img=5, n_cap=6)
     img_lens = torch.tensor([4, 2, 3, 1, 4])
     for group in [1, 50]:
-        monkeypatch.setattr(scan, "GROUP_ELEMENTS", group)
+        monkeypatch.setattr(kernel, "GROUP_ELEMENTS", group)
         for norm, scale, lam in [("clipped_l2norm", 1.0, 9.0), ("no_norm", 3.0, 40.0),
                                  ("l1norm", 1.0, 4.0)]:
             imgs = images * scale
@@ -311,10 +312,11 @@ def test_small_groups_and_large_logits_match_loop(attention, monkeypatch):
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_with_small_groups(monkeypatch):
-    import xmrlib.models.scan as scan
+    import xmrlib.models.scan_kernel as kernel
 
-    monkeypatch.setattr(scan, "GROUP_ELEMENTS", 1)
+    monkeypatch.setattr(kernel, "GROUP_ELEMENTS", 1)
     images, captions, cap_lens = random_inputs(n_img=3, n_cap=2, n_reg=3, n_word=4, d=5,
                                                dtype=torch.float64)
     images.requires_grad_(True)
@@ -327,9 +329,16 @@ def test_gradients_with_small_groups(monkeypatch):
 
 
 def test_length_runs_hand_case():
-    from xmrlib.models.scan import _length_runs
+    from xmrlib.models.scan_kernel import _length_runs
 
     # half full (2) first, then on while the length repeats, never past 4
     assert _length_runs([8, 8, 9, 9, 9, 10], 4) == [(0, 2), (2, 5), (5, 6)]
     assert _length_runs([5] * 7, 3) == [(0, 3), (3, 6), (6, 7)]
     assert _length_runs([], 4) == []
+
+
+def test_public_path_of_xattn_scores():
+    """The design card's name ``xmrlib.models.scan.xattn_scores`` is the kernel's function."""
+    import xmrlib.models.scan as scan
+
+    assert scan.xattn_scores is xattn_scores

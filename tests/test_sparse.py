@@ -7,7 +7,7 @@ import torch
 from xmrlib.data.precomp import PrecompData
 from xmrlib.data.sparse import (SparseLoader, global_tags, regional_sequence, sparse_split,
                                 vocabulary_iou)
-from xmrlib.models.a3vse import sg_baseline_similarity
+from xmrlib.sparse_runs import sg_baseline_similarity
 from xmrlib.vocab import Vocabulary
 
 COLOURS = ["red", "green", "blue"]

@@ -12,8 +12,9 @@ from xmrlib.data import load_precomp, make_loader, make_shapes
 from xmrlib.evaluation import evaluate, random_ranking_expectation
 from xmrlib.models import build_model
 from xmrlib.models.vsepp import VSEPP
-from xmrlib.train import (TrainConfig, _autocast, data_identity, fit, fit_or_load, load_history,
-                          load_run, run_dir_for)
+from xmrlib.checkpoint import load_history, load_run
+from xmrlib.runs import data_identity, fit_or_load, run_dir_for
+from xmrlib.train import TrainConfig, _autocast, fit
 from xmrlib.vocab import Vocabulary
 
 from test_models_vse import make_batch, tiny_vocab
@@ -128,6 +129,7 @@ def _vocab_dict(data) -> dict:
     return Vocabulary.build(data.captions).to_dict()
 
 
+@pytest.mark.slow
 def test_vsepp_learns_on_shapes(learn_shapes, tmp_path):
     """VSE++ (half the run warmed up with the sum loss) beats random ranking by a wide margin on
     the 100 dev images. Measured: rsum 192 vs 32 by chance, t2i R@1 6.4 vs 1.0 (seed 0, 8

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from xmrlib.viz import retrieval_ranks
+from xmrlib.evaluation.ranking import retrieval_ranks
+from xmrlib.losses import hinge_parts
 
 # ------------------------------------------------------------------------------- references
 
@@ -38,22 +39,9 @@ def _ref_medr(sims: np.ndarray, direction: str, cpi: int = 5) -> float:
     return float(np.floor(np.median(ranks - 1)) + 1)   # the papers' medr on 0-based ranks
 
 
-def _ref_hinge_parts(scores: torch.Tensor, margin: float,
-                      max_violation: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hinge triplet loss terms (Kiros et al. 2014; VSE++ Eq. 5): (image queries with caption
-    negatives, caption queries with image negatives), each summed over the batch."""
-    diag = scores.diag()
-    off = ~torch.eye(len(scores), dtype=torch.bool)
-    cost_cap = (margin + scores - diag[:, None]).clamp(min=0) * off  # image i, caption neg j
-    cost_img = (margin + scores - diag[None, :]).clamp(min=0) * off  # caption j, image neg i
-    if max_violation:
-        return cost_cap.max(dim=1).values.sum(), cost_img.max(dim=0).values.sum()
-    return cost_cap.sum(), cost_img.sum()
-
-
 def _ref_hinge(scores: torch.Tensor, margin: float, max_violation: bool) -> torch.Tensor:
-    """The hinge triplet loss summed over both directions."""
-    cap_part, img_part = _ref_hinge_parts(scores, margin, max_violation)
+    """The hinge triplet loss summed over both directions (Kiros et al. 2014; VSE++ Eq. 5)."""
+    cap_part, img_part = hinge_parts(scores, margin, max_violation)
     return cap_part + img_part
 
 
@@ -224,7 +212,7 @@ def _loss_hint(scores: torch.Tensor, margin: float, max_violation: bool, got: fl
                 + (margin + scores - diag[None, :]).clamp(min=0).max(dim=0).values.sum()).item()
     wrong = [(want / b, "sum over the batch, do not average"),
              *[(part.item(), "only one direction: add image → caption and caption → image")
-               for part in _ref_hinge_parts(scores, margin, max_violation)]]
+               for part in hinge_parts(scores, margin, max_violation)]]
     if max_violation:
         wrong += [(unmasked, "the positive pair itself is a candidate: mask the diagonal first"),
                   (_ref_hinge(scores, margin, False).item(),

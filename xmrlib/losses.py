@@ -12,14 +12,19 @@ and ``[alpha - s(i, c) + s(i', c)]_+`` (a wrong image ``i'`` for the caption).
 The semantics follow the official VSE++ code (``ContrastiveLoss`` in ``model.py`` of
 ``fartashf/vsepp``): both directions, positives masked out of the negatives, summed over the
 batch. A3VSE (Eq. 2) averages over the batch instead: ``reduction="mean"``.
+
+The selection of the negatives lives here once: :func:`violations` (every negative's hinge
+cost), :func:`hinge_parts` (the two directions' sums or hardest) and :func:`used_negatives`
+(which negatives a loss uses, for plots).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["hinge_triplet_loss"]
+__all__ = ["hinge_triplet_loss", "violations", "hinge_parts", "used_negatives"]
 
 
 def hinge_triplet_loss(scores: Tensor, margin: float = 0.2, max_violation: bool = False,
@@ -70,6 +75,37 @@ def hinge_triplet_loss(scores: Tensor, margin: float = 0.2, max_violation: bool 
     if n_cap and (positives.min() < 0 or positives.max() >= n_img):
         raise ValueError(f"hinge_triplet_loss: positives must index the {n_img} images (rows)")
 
+    i2t, t2i = hinge_parts(scores, margin, max_violation, positives)
+    total = i2t + t2i
+    if reduction == "mean":
+        total = total / max(n_cap, 1)
+    return total
+
+
+def hinge_parts(scores: Tensor, margin: float = 0.2, max_violation: bool = False,
+                positives: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The two directions of :func:`hinge_triplet_loss` (reduction ``"sum"``) apart:
+    ``(image-to-text, text-to-image)``, each summed over its queries; per query the sum over
+    every negative, or with ``max_violation`` only the hardest negative's cost."""
+    if positives is None:
+        positives = torch.arange(scores.shape[1], device=scores.device)
+    cost_s, cost_im = violations(scores, margin, positives)
+    if max_violation:
+        # Costs are >= 0 and masked entries are 0, so an image without negatives costs 0.
+        return cost_s.max(dim=1).values.sum(), cost_im.max(dim=0).values.sum()
+    return cost_s.sum(), cost_im.sum()
+
+
+def violations(scores: Tensor, margin: float, positives: Tensor) -> tuple[Tensor, Tensor]:
+    """The hinge cost ``[margin - s(positive) + s(negative)]_+`` of every query and negative,
+    0 where the item is not a negative (see :func:`hinge_triplet_loss` for the queries).
+
+    ``scores`` (n_img, n_cap), ``positives`` (n_cap,) the row of each caption's positive.
+    Returns ``(cost_s, cost_im)``: ``cost_s`` (n_cap, n_cap), row ``j`` the image-to-text query
+    of pair ``(positives[j], j)`` against every caption; ``cost_im`` (n_img, n_cap), column
+    ``j`` the text-to-image query of caption ``j`` against every image.
+    """
+    n_img, n_cap = scores.shape
     cols = torch.arange(n_cap, device=scores.device)
     pos = scores[positives, cols]                                          # (n_cap,)
 
@@ -84,11 +120,27 @@ def hinge_triplet_loss(scores: Tensor, margin: float = 0.2, max_violation: bool 
     cost_s = (margin + rows - pos[:, None]).clamp(min=0)                   # (n_cap queries, n_cap)
     cost_s = cost_s.masked_fill(~not_pos_cap, 0)
 
-    if max_violation:
-        # Costs are >= 0 and masked entries are 0, so an image without negatives costs 0.
-        total = cost_s.max(dim=1).values.sum() + cost_im.max(dim=0).values.sum()
-    else:
-        total = cost_s.sum() + cost_im.sum()
-    if reduction == "mean":
-        total = total / max(n_cap, 1)
-    return total
+    return cost_s, cost_im
+
+
+def used_negatives(scores: np.ndarray, max_violation: bool,
+                   margin: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Which negatives a hinge loss uses on one batch's ``scores`` (B, B) (positives on diagonal).
+
+    Returns boolean masks ``(i2t, t2i)`` of shape (B, B): ``i2t[i, j]`` marks caption ``j`` as a
+    negative used for image ``i`` (row), ``t2i[i, j]`` marks image ``i`` used for caption ``j``
+    (column). Sum of violations (VSE0, Kiros): every negative with ``margin - s_ii + s_ij > 0``.
+    Max violation (VSE++, Faghri et al. 2018): the hardest negative of each row/column, if it
+    violates the margin (otherwise its hinge is zero and it contributes nothing).
+    """
+    s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    b = s.shape[0]
+    cost_i2t, cost_t2i = violations(s, margin, torch.arange(b))  # (B, B) each
+    used_i2t, used_t2i = (cost_i2t > 0).numpy(), (cost_t2i > 0).numpy()
+    if not max_violation:
+        return used_i2t, used_t2i
+    hard_i2t = np.zeros_like(used_i2t)
+    hard_i2t[np.arange(b), cost_i2t.argmax(dim=1).numpy()] = True  # the hardest costs the most
+    hard_t2i = np.zeros_like(used_t2i)
+    hard_t2i[cost_t2i.argmax(dim=0).numpy(), np.arange(b)] = True
+    return hard_i2t & used_i2t, hard_t2i & used_t2i

@@ -15,7 +15,7 @@ vocabulary) and ``max_len``, so any change of the data or of the model gives a n
 A :class:`TokenFeatureStore` maps a row of token ids to its cached features; identical captions
 share one entry (Shapes captions repeat a lot). :func:`register_store` makes a store visible to
 :func:`frozen_features` (what MMCA calls), so that models built anywhere, for instance inside
-``xmrlib.train.fit_or_load``, use it; rows no registered store holds are encoded live.
+``xmrlib.runs.fit_or_load``, use it; rows no registered store holds are encoded live.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Figures and tables of the book: one place for every plot the chapters show.
+"""Figures of the book: one place for every plot the chapters show.
 
 Every function takes data (never loads results files; images are read from the paths given) and
-returns a ``matplotlib.figure.Figure`` (tables: a ``pandas.DataFrame``). Importing this module
-changes no global state; chapters call :func:`use_book_style` once in their setup cell.
+returns a ``matplotlib.figure.Figure`` (results tables: :mod:`xmrlib.tables`). Importing this
+module changes no global state; chapters call :func:`use_book_style` once in their setup cell.
 
 Colour: Shapes scenes use colour as an attribute, so every categorical colour here comes from the
 Okabe-Ito palette (Okabe and Ito, "Color Universal Design", 2008), which stays distinguishable for
@@ -23,16 +23,26 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from xmrlib.evaluation.ranking import retrieval_ranks, topk_for_caption, topk_for_image
+from xmrlib.losses import used_negatives
+from xmrlib.tables import DEFAULT_COLUMNS, mean_sd_table, results_table, style_results
+
+#: the chapters' names; the last seven are re-exported from evaluation.ranking and tables
+__all__ = ["PALETTE", "CORRECT", "WRONG", "MARKERS", "NAMED_COLORS", "use_book_style",
+           "category_colors", "plot_sim_heatmap", "plot_rank_histogram", "plot_training_curves",
+           "plot_batch_negatives", "plot_recall_vs", "plot_cost_quality", "plot_degeneration",
+           "tsne_embed", "tsne_joint", "tsne_kinds", "tsne_panels", "gallery_caption_query",
+           "gallery_image_query", "plot_word_attention", "plot_region_self_attention",
+           "retrieval_ranks", "topk_for_caption", "topk_for_image", "DEFAULT_COLUMNS",
+           "mean_sd_table", "results_table", "style_results"]
+
+
 #: Okabe-Ito colour-blind-safe palette (black moved last, yellow late: weak on white).
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
                             "#F0E442", "#000000")
 CORRECT = "#009E73"   # bluish green: ground truth / hit
 WRONG = "#D55E00"     # vermillion: miss
 MARKERS: tuple[str, ...] = ("o", "^", "s", "D", "v", "P", "X", "*")
-
-#: metric columns of a results table, in the order of Kiros' tables.
-DEFAULT_COLUMNS: tuple[str, ...] = ("i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr",
-                                    "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr", "rsum")
 
 
 def use_book_style() -> None:
@@ -76,117 +86,7 @@ def _new_ax(ax: Axes | None, figsize: tuple[float, float] = (5.0, 3.6)) -> tuple
     return fig, ax
 
 
-# --------------------------------------------------------------------------------------- tables
-
-def _metric_rows(entry: Mapping[str, float] | Sequence[Mapping[str, float]]) -> list[Mapping]:
-    return [entry] if isinstance(entry, (Mapping, pd.Series)) else list(entry)
-
-
-def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str, float]]],
-                  paper: pd.DataFrame | None = None, columns: Sequence[str] = DEFAULT_COLUMNS,
-                  *, profile: str, dataset: str, seed: int | Sequence[int] = 0) -> pd.DataFrame:
-    """Paper rows and our rows in one table, each labelled with where it comes from.
-
-    ``ours`` maps a method name to one metrics dict (one run, seed ``seed``) or to a list of
-    metrics dicts (one per seed in ``seed``): then the row holds the mean and ``<col>_sd`` the
-    sample standard deviation. ``paper`` is a frame of :mod:`xmrlib.papers` rows (needs columns
-    ``paper_name``, ``dataset``, ``table``, ``method``). Paper rows come first and are labelled
-    ``"paper: <name>, <dataset>, <table>"``; ours ``"ours: <profile>, <dataset>, seed s"`` (or
-    ``"seeds a, b, c (mean ± sd)"``). Columns: ``source`` (``paper``/``ours``), ``label``,
-    ``method``, the metric ``columns``, then ``n_seeds`` and ``<col>_sd``.
-    """
-    columns = list(columns)
-    rows: list[dict[str, Any]] = []
-    if paper is not None:
-        missing = [c for c in ("paper_name", "dataset", "table", "method") if c not in paper]
-        if missing:
-            raise ValueError(f"results_table: paper frame lacks columns {missing}; expected rows "
-                             "of xmrlib.papers.paper_rows/paper_table")
-        for _, p in paper.iterrows():
-            rows.append({"source": "paper", "method": p["method"],
-                         "label": f"paper: {p['paper_name']}, {p['dataset']}, {p['table']}",
-                         **{c: p.get(c, np.nan) for c in columns}})
-    seeds = [seed] if isinstance(seed, int) else list(seed)
-    for method, entry in ours.items():
-        runs = _metric_rows(entry)
-        if len(runs) != len(seeds):
-            raise ValueError(f"results_table: method {method!r} has {len(runs)} metric dicts but "
-                             f"seed={seed!r} names {len(seeds)} seed(s)")
-        for c in columns:
-            if any(c not in r for r in runs):
-                raise KeyError(f"results_table: method {method!r} lacks metric {c!r}")
-        values = np.array([[float(r[c]) for c in columns] for r in runs])  # (n_seeds, n_cols)
-        if len(runs) == 1:
-            label = f"ours: {profile}, {dataset}, seed {seeds[0]}"
-            sd = np.full(len(columns), np.nan)
-        else:
-            label = (f"ours: {profile}, {dataset}, seeds {', '.join(map(str, seeds))} "
-                     "(mean ± sd)")
-            sd = values.std(axis=0, ddof=1)
-        row = {"source": "ours", "label": label, "method": method,
-               **dict(zip(columns, values.mean(axis=0))), "n_seeds": len(runs)}
-        row.update({f"{c}_sd": s for c, s in zip(columns, sd)})
-        rows.append(row)
-    order = ["source", "label", "method", *columns, "n_seeds", *[f"{c}_sd" for c in columns]]
-    return pd.DataFrame(rows, columns=order)
-
-
-def style_results(table: pd.DataFrame, precision: int = 1) -> Any:
-    """An HTML ``Styler`` of a :func:`results_table`: ``mean ± sd`` cells, paper rows shaded.
-
-    The ``_sd`` and ``n_seeds`` columns are folded into the displayed cells and hidden.
-    """
-    metric_cols = [c for c in table.columns if f"{c}_sd" in table.columns]
-    shown = table[["source", "label", "method", *metric_cols]].copy().astype(object)
-    for c in metric_cols:
-        shown[c] = [_fmt(m, s, precision) for m, s in zip(table[c], table[f"{c}_sd"])]
-
-    def shade(row: pd.Series) -> list[str]:
-        style = "background-color: #f2f2f2" if row["source"] == "paper" else ""
-        return [style] * len(row)
-
-    return shown.style.apply(shade, axis=1).hide(axis="index")
-
-
-def _fmt(mean: float, sd: float, precision: int) -> str:
-    if pd.isna(mean):
-        return "-"
-    return f"{mean:.{precision}f}" + ("" if pd.isna(sd) else f" ± {sd:.{precision}f}")
-
-
-def mean_sd_table(runs: Sequence[Mapping[str, float]],
-                  columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean, sample sd (ddof=1; NaN for one run) and count of each metric over runs (seeds).
-
-    Returns a frame indexed by metric with columns ``mean``, ``sd``, ``n``.
-    """
-    if not runs:
-        raise ValueError("mean_sd_table: no runs given")
-    columns = list(columns) if columns is not None else list(runs[0])
-    values = pd.DataFrame([{c: float(r[c]) for c in columns} for r in runs])
-    return pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1),
-                         "n": len(runs)}).rename_axis("metric")
-
-
 # --------------------------------------------------------------------- similarities and ranks
-
-def retrieval_ranks(sims: np.ndarray, captions_per_image: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """1-based ranks for plots: :func:`xmrlib.evaluation.ranks` plus one (one rank convention)."""
-    from xmrlib.evaluation import ranks
-
-    ranks_i2t, ranks_t2i = ranks(sims, captions_per_image)
-    return np.asarray(ranks_i2t) + 1, np.asarray(ranks_t2i) + 1
-
-
-def topk_for_caption(sims: np.ndarray, j: int, k: int = 5) -> np.ndarray:
-    """Indices of the ``k`` images scoring highest for caption ``j`` (best first)."""
-    return np.argsort(-np.asarray(sims)[:, j], kind="stable")[:k]
-
-
-def topk_for_image(sims: np.ndarray, i: int, k: int = 5) -> np.ndarray:
-    """Indices of the ``k`` captions scoring highest for image ``i`` (best first)."""
-    return np.argsort(-np.asarray(sims)[i, :], kind="stable")[:k]
-
 
 def plot_sim_heatmap(sims: np.ndarray, captions_per_image: int = 5, ax: Axes | None = None,
                      max_images: int = 20) -> Figure:
@@ -251,32 +151,6 @@ def plot_training_curves(histories: Mapping[str, Mapping[str, Any]], smooth: int
     ax_dev.set(xlabel="epoch", ylabel=f"dev {metric}", title=f"dev {metric}")
     ax_dev.legend()
     return fig
-
-
-def used_negatives(scores: np.ndarray, max_violation: bool,
-                   margin: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Which negatives a hinge loss uses on one batch's ``scores`` (B, B) (positives on diagonal).
-
-    Returns boolean masks ``(i2t, t2i)`` of shape (B, B): ``i2t[i, j]`` marks caption ``j`` as a
-    negative used for image ``i`` (row), ``t2i[i, j]`` marks image ``i`` used for caption ``j``
-    (column). Sum of violations (VSE0, Kiros): every negative with ``margin - s_ii + s_ij > 0``.
-    Max violation (VSE++, Faghri et al. 2018): the hardest negative of each row/column, if it
-    violates the margin (otherwise its hinge is zero and it contributes nothing).
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    b = s.shape[0]
-    off = ~np.eye(b, dtype=bool)
-    diag = np.diag(s)
-    cost_i2t = (margin - diag[:, None] + s > 0) & off      # row i: image query, caption negatives
-    cost_t2i = (margin - diag[None, :] + s > 0) & off      # column j: caption query, image negs
-    if not max_violation:
-        return cost_i2t, cost_t2i
-    masked = np.where(off, s, -np.inf)
-    hard_i2t = np.zeros_like(off)
-    hard_i2t[np.arange(b), masked.argmax(axis=1)] = True
-    hard_t2i = np.zeros_like(off)
-    hard_t2i[masked.argmax(axis=0), np.arange(b)] = True
-    return hard_i2t & cost_i2t, hard_t2i & cost_t2i
 
 
 def plot_batch_negatives(scores: np.ndarray, max_violation: bool, margin: float = 0.2,

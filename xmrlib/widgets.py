@@ -15,7 +15,8 @@ from pathlib import Path
 import ipywidgets as w
 import numpy as np
 
-from xmrlib.viz import CORRECT, retrieval_ranks, topk_for_caption, topk_for_image
+from xmrlib.evaluation.ranking import retrieval_ranks, topk_for_caption, topk_for_image
+from xmrlib.viz import CORRECT
 
 STATIC_NOTE = ("<i>static snapshot: run the notebook to interact</i> (in the HTML book the "
                "controls do not respond)")

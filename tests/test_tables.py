@@ -1,0 +1,47 @@
+"""Tests of xmrlib.tables: labelled paper and run rows, mean ± sd over seeds."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xmrlib import tables
+
+
+def test_results_table_labels_and_never_mixes():
+    paper = pd.DataFrame([{"paper_name": "VSE++", "dataset": "MS-COCO", "table": "Table 2",
+                           "method": "VSE0", "i2t_r1": 43.2, "t2i_r1": 33.0}])
+    ours = {"VSE0": {"i2t_r1": 10.0, "t2i_r1": 8.0},
+            "VSE++": [{"i2t_r1": 12.0, "t2i_r1": 9.0}, {"i2t_r1": 14.0, "t2i_r1": 11.0},
+                      {"i2t_r1": 16.0, "t2i_r1": 13.0}]}
+    with pytest.raises(ValueError, match="seed"):
+        tables.results_table(ours, paper, columns=["i2t_r1", "t2i_r1"], profile="default",
+                          dataset="shapes", seed=0)
+    one = tables.results_table({"VSE0": ours["VSE0"]}, paper, columns=["i2t_r1", "t2i_r1"],
+                            profile="default", dataset="shapes", seed=3)
+    assert list(one["source"]) == ["paper", "ours"]
+    assert one.loc[0, "label"] == "paper: VSE++, MS-COCO, Table 2"
+    assert one.loc[0, "i2t_r1"] == 43.2
+    assert one.loc[1, "label"] == "ours: default, shapes, seed 3"
+    assert one.loc[1, "i2t_r1"] == 10.0 and np.isnan(one.loc[1, "i2t_r1_sd"])
+
+    multi = tables.results_table({"VSE++": ours["VSE++"]}, None, columns=["i2t_r1", "t2i_r1"],
+                              profile="default", dataset="shapes", seed=[0, 1, 2])
+    row = multi.iloc[0]
+    assert row["label"] == "ours: default, shapes, seeds 0, 1, 2 (mean ± sd)"
+    assert row["i2t_r1"] == pytest.approx(14.0)
+    assert row["i2t_r1_sd"] == pytest.approx(2.0)  # sample sd of 12, 14, 16
+    assert row["n_seeds"] == 3
+    html = tables.style_results(pd.concat([one, multi], ignore_index=True)).to_html()
+    assert "14.0 ± 2.0" in html and "43.2" in html and "i2t_r1_sd" not in html
+
+
+def test_results_table_rejects_bad_paper_frame():
+    with pytest.raises(ValueError, match="paper_name"):
+        tables.results_table({}, pd.DataFrame([{"method": "x"}]), profile="p", dataset="d")
+
+
+def test_mean_sd_table():
+    t = tables.mean_sd_table([{"rsum": 100.0, "r1": 1.0}, {"rsum": 110.0, "r1": 3.0}])
+    assert t.loc["rsum", "mean"] == 105.0
+    assert t.loc["r1", "sd"] == pytest.approx(np.sqrt(2.0))
+    assert t.loc["rsum", "n"] == 2

@@ -1,0 +1,130 @@
+"""Book assembly: ``build/book/`` for ``jupyter-book build`` from the executed chapters.
+
+``python -m xmrlib.reproduce book --profile P --dataset D`` fills it with the executed chapters,
+a table of contents of what exists, the reproduction report, the chapter overview of the
+teaching page and a gallery of Shapes scenes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xmrlib.chapters import CHAPTER_RE, check_profile_dataset, discover_chapters, executed_dir
+from xmrlib.report import write_report
+from xmrlib.results import ReproduceError, read_run_json, results_dir
+from xmrlib.utils import atomic_write_text, repo_root
+
+
+def _toc_entries(node: Any) -> Any:
+    """Copy of a _toc.yml node where each ``glob`` entry becomes the ``file`` it matches; an
+    entry that matches nothing is dropped, and so is a part left without chapters."""
+    root = repo_root()
+    if isinstance(node, list):
+        kept = [e for e in (_toc_entries(v) for v in node) if e is not None]
+        return kept or None
+    if not isinstance(node, dict):
+        return node
+    if "glob" in node:
+        hits = sorted(p for p in root.glob(node["glob"]) if p.suffix in (".ipynb", ".md"))
+        if len(hits) == 1:
+            return {"file": hits[0].relative_to(root).with_suffix("").as_posix()}
+        return node if hits else None
+    out = {}
+    for key, value in node.items():
+        value = _toc_entries(value)
+        if key in ("chapters", "sections", "parts") and value is None:
+            if "file" not in node:
+                return None
+            continue
+        out[key] = value
+    return out
+
+
+def assemble_book(profile: str, dataset: str) -> Path:
+    """Fill ``build/book/`` for ``jupyter-book build . --toc build/book/_toc.yml``: the executed
+    chapters of ``profile``/``dataset``, a table of contents listing only what exists, the
+    reproduction report and a gallery of Shapes scenes. Returns the effective toc path."""
+    import yaml
+
+    check_profile_dataset(profile, dataset)
+    book = repo_root() / "build" / "book"
+    nb_out = book / "notebooks"
+    if nb_out.exists():
+        shutil.rmtree(nb_out)
+    nb_out.mkdir(parents=True)
+    src = executed_dir(profile, dataset)
+    for path in sorted(src.glob("*.ipynb")):
+        if CHAPTER_RE.match(path.name):
+            shutil.copy2(path, nb_out / path.name)
+    md, _, _ = write_report()
+    atomic_write_text(book / "report.md", md.read_text(encoding="utf-8"))
+    atomic_write_text(book / "datasets_gallery.md", shapes_gallery(book / "gallery", profile))
+    atomic_write_text(book / "chapter_overview.md",
+                      overview_markdown(chapter_overview(profile, dataset), profile, dataset))
+    toc = yaml.safe_load((repo_root() / "_toc.yml").read_text(encoding="utf-8"))
+    out = book / "_toc.yml"
+    atomic_write_text(out, yaml.safe_dump(_toc_entries(toc), sort_keys=False))
+    return out
+
+
+def chapter_overview(profile: str, dataset: str) -> pd.DataFrame:
+    """One row per chapter notebook: its title, the wall time of its last complete run of
+    ``profile``/``dataset`` (from ``run.json``; NaN when it has not run), the device, and its
+    exercises and auto-checkers (counted in the notebook)."""
+    rows = []
+    for chapter, path in discover_chapters().items():
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        text = "\n".join("".join(c.get("source", "")) for c in nb.get("cells", []))
+        title = re.search(r"^# (.+)$", text, flags=re.MULTILINE)
+        info = {}
+        run_json = results_dir(profile, dataset, chapter) / "run.json"
+        if run_json.is_file():
+            info = read_run_json(run_json)
+        done = info.get("status") == "complete"
+        rows.append({"chapter": chapter, "title": title.group(1) if title else path.stem,
+                     "minutes": round(info["wall_s"] / 60, 1) if done else float("nan"),
+                     "device": info.get("device", "") if done else "",
+                     "exercises": len(re.findall(r"\{exercise\}", text)),
+                     "checkers": ", ".join(sorted(set(re.findall(r"\bcheck_\w+", text))))})
+    return pd.DataFrame(rows)
+
+
+def overview_markdown(df: pd.DataFrame, profile: str, dataset: str) -> str:
+    """The chapter overview as a Markdown table (the teaching page includes it)."""
+    lines = [f"| chapter | wall time, `{profile}` profile on {dataset} (min) | device | "
+             "exercises | auto-checkers in `xmrlib.exercises` |", "|---|---|---|---|---|"]
+    for r in df.itertuples():
+        minutes = "not run" if pd.isna(r.minutes) else f"{r.minutes:.1f}"
+        checkers = ", ".join(f"`{c}`" for c in r.checkers.split(", ") if c) or "-"
+        lines.append(f"| {r.title} | {minutes} | {r.device or '-'} | {r.exercises} | {checkers} |")
+    return "\n".join(lines) + "\n"
+
+
+def shapes_gallery(out_dir: Path, profile: str, n: int = 6) -> str:
+    """Copy ``n`` rendered Shapes test scenes (binding twins side by side when the data has
+    groups) into ``out_dir``; return a Markdown table of them with their five captions (the
+    datasets page includes it)."""
+    import numpy as np
+
+    from xmrlib.data import get_dataset, load_precomp
+
+    data = load_precomp(get_dataset("shapes", profile=profile), "test")
+    if data.image_paths is None:
+        raise ReproduceError(f"{data.root}: the Shapes test split has no rendered images")
+    order = (np.argsort(data.groups, kind="stable") if data.groups is not None
+             else np.arange(len(data.images)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["| scene | group | its five captions |", "|---|---|---|"]
+    for i in order[:n]:
+        shutil.copy2(data.image_paths[i], out_dir / f"scene_{i}.png")
+        cpi = data.captions_per_image
+        caps = "<br>".join(data.captions[cpi * i: cpi * (i + 1)])
+        group = "-" if data.groups is None else str(int(data.groups[i]))
+        lines.append(f"| ![scene {i}](gallery/scene_{i}.png) | {group} | {caps} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,171 @@
+"""The run cache: a training run keyed by what defines it, trained once, then reloaded.
+
+``fit_or_load`` keys run folders by a hash of (model, training config, data identity), so a later
+chapter asking for the same run reuses the checkpoint instead of training again; the
+``chapter_*`` functions build a chapter's run from its profile (:mod:`xmrlib.config`).
+``python -m xmrlib.runs`` (also ``python -m xmrlib.train``) trains a chapter's dual encoder, on
+several GPUs under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from xmrlib.distributed import dist_env
+from xmrlib.models import build_model
+from xmrlib.train import FitResult, TrainConfig, fit
+from xmrlib.utils import build_dir, config_hash, resolve_device, seed_everything
+
+
+def data_identity(data: Any) -> dict[str, Any]:
+    """What identifies a training split: the Shapes manifest when there is one, else its
+    folder, split and sizes."""
+    ident = {"split": data.split, "n_images": int(len(data.images)),
+             "n_captions": len(data.captions)}
+    if data.manifest:
+        return {**ident, "manifest": config_hash(data.manifest)}
+    return {**ident, "root": str(Path(data.root).resolve())}
+
+
+def run_data_identity(train_data: Any, dev_data: Any = None) -> dict[str, Any]:
+    """:func:`data_identity` of the training split plus, under ``"dev"``, that of the dev split
+    that selects the epoch (epochs selected on another dev set make another run)."""
+    ident = data_identity(train_data)
+    if dev_data is not None:
+        ident["dev"] = data_identity(dev_data)
+    return ident
+
+
+def run_dir_for(model_name: str, model_config: dict[str, Any], cfg: TrainConfig,
+                data_id: dict[str, Any], root: str | Path | None = None) -> Path:
+    """``build/runs/<model>-<hash>``: the folder ``fit_or_load`` uses for this run."""
+    key = config_hash({"model": {"name": model_name, "config": model_config},
+                       "train": asdict(cfg), "data": data_id})
+    return Path(root or build_dir() / "runs") / f"{model_name}-{key}"
+
+
+def planned_run(model_name: str, model_config: dict[str, Any], train_data: Any, dev_data: Any,
+                cfg: TrainConfig, root: str | Path | None = None
+                ) -> tuple[nn.Module, Path, dict[str, Any]]:
+    """What :func:`fit_or_load` trains, without training: the seeded, untrained model, its run
+    folder and the data identity that keys it (under torchrun, with the world size)."""
+    _, world = dist_env()
+    data_id = run_data_identity(train_data, dev_data)
+    if world > 1:  # N processes of batch_size each: a different run from one process
+        data_id["world_size"] = world
+    seed_everything(cfg.seed)
+    model = build_model(model_name, **model_config)
+    run_dir = run_dir_for(model_name, model.config, cfg, data_id, root)  # defaults included
+    return model, run_dir, data_id
+
+
+def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, dev_data: Any,
+                cfg: TrainConfig, device: str | torch.device = "auto", progress: bool = True,
+                root: str | Path | None = None) -> FitResult:
+    """Train ``model_name`` on ``train_data`` unless the same run exists; then just load it.
+
+    The run folder is keyed by a hash of the model's full config (defaults included), ``cfg``
+    and the identity of the training and dev data; an interrupted run resumes. Under torchrun
+    the loader is sharded by rank.
+    """
+    from xmrlib.data import make_loader
+
+    rank, world = dist_env()
+    model, run_dir, data_id = planned_run(model_name, model_config, train_data, dev_data, cfg,
+                                          root)
+    loader = make_loader(train_data, model.tokenize, cfg.batch_size, shuffle=True,
+                         seed=cfg.seed, rank=rank, world_size=world)
+    return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
+               progress=progress, data_id=data_id)
+
+
+def chapter_train_config(chapter: str, profile: str, seed: int = 0, **overrides: Any
+                         ) -> TrainConfig:
+    """The ``TrainConfig`` of a chapter's profile (:mod:`xmrlib.config`), e.g. chapter "03"."""
+    from xmrlib.config import chapter_config
+
+    c = chapter_config(chapter, profile)
+    values = dict(epochs=c["epochs"], lr=c["lr"], lr_update=c["lr_update"],
+                  batch_size=c["batch_size"], seed=seed, eval_protocol=c["protocol"],
+                  eval_batch_size=c["eval_batch_size"])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(values)
+
+
+def chapter_model_config(chapter: str, profile: str, train_data: Any, **overrides: Any
+                         ) -> dict[str, Any]:
+    """Constructor arguments of a chapter's dual encoder: vocabulary of the *train* captions,
+    feature size of the data, embedding sizes and margin of the chapter's profile."""
+    from xmrlib.config import chapter_config
+    from xmrlib.vocab import Vocabulary
+
+    c = chapter_config(chapter, profile)
+    config = dict(vocab=Vocabulary.build(train_data.captions).to_dict(),
+                  img_dim=int(train_data.images.shape[-1]), embed_size=c["embed_size"],
+                  word_dim=c["word_dim"], margin=c["margin"])
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    return config
+
+
+def fit_chapter_model(chapter: str, model_name: str, train_data: Any, dev_data: Any,
+                      profile: str, seed: int = 0, device: str | torch.device = "auto",
+                      progress: bool = True, train_overrides: dict[str, Any] | None = None,
+                      **model_overrides: Any) -> FitResult:
+    """Train (or reuse) the run a chapter defines, e.g. ``fit_chapter_model("03", "vsepp", ...)``.
+
+    Later chapters call it with the same arguments to get chapter 03's VSE++ without training.
+    """
+    cfg = chapter_train_config(chapter, profile, seed=seed, **(train_overrides or {}))
+    config = chapter_model_config(chapter, profile, train_data, **model_overrides)
+    return fit_or_load(model_name, config, train_data, dev_data, cfg, device=device,
+                       progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: train a chapter's dual encoder, e.g. on several GPUs with
+    ``torchrun --nproc_per_node 4 -m xmrlib.train --chapter 03 --model vsepp --profile full
+    --dataset f30k_precomp --data-root DIR``; prints the run folder and the best dev metrics."""
+    import argparse
+    import sys
+
+    from xmrlib.config import chapter_config
+    from xmrlib.data import get_dataset, load_precomp
+
+    p = argparse.ArgumentParser(prog="python -m xmrlib.train", description=main.__doc__)
+    p.add_argument("--chapter", default="03", choices=["02", "03"])
+    p.add_argument("--model", default="vsepp", choices=["vse", "vsepp"])
+    p.add_argument("--profile", default="default")
+    p.add_argument("--dataset", default="shapes")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vse0", action="store_true", help="VSE0 flags: sum loss, no image norm")
+    p.add_argument("--no-gather", action="store_true", help="DDP: negatives from the local batch")
+    args = p.parse_args(argv)
+    try:
+        resolve_device(args.device)  # an unavailable device fails before any data is made
+        chapter_config(args.chapter, args.profile)  # an unknown profile too
+        root = get_dataset(args.dataset, data_root=args.data_root, profile=args.profile)
+        train, dev = load_precomp(root, "train"), load_precomp(root, "dev")
+        flags = {"max_violation": False, "image_norm": False} if args.vse0 else {}
+        result = fit_chapter_model(args.chapter, args.model, train, dev, args.profile,
+                                   seed=args.seed, device=args.device,
+                                   train_overrides={"gather_negatives": not args.no_gather},
+                                   **flags)
+    except (ValueError, FileNotFoundError) as exc:  # DataError, unknown profile, bad device ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if dist_env()[0] == 0:
+        print(result.run_dir, json.dumps(result.best_metrics))
+    return 0
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

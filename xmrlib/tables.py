@@ -1,0 +1,107 @@
+"""Results tables of the book: paper rows and our runs (mean ± sd over seeds), labelled apart.
+
+Every function takes metric dicts or :mod:`xmrlib.papers` frames and returns a
+``pandas.DataFrame`` (or its HTML ``Styler``); nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: metric columns of a results table, in the order of Kiros' tables.
+DEFAULT_COLUMNS: tuple[str, ...] = ("i2t_r1", "i2t_r5", "i2t_r10", "i2t_medr",
+                                    "t2i_r1", "t2i_r5", "t2i_r10", "t2i_medr", "rsum")
+
+
+def _metric_rows(entry: Mapping[str, float] | Sequence[Mapping[str, float]]) -> list[Mapping]:
+    return [entry] if isinstance(entry, (Mapping, pd.Series)) else list(entry)
+
+
+def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str, float]]],
+                  paper: pd.DataFrame | None = None, columns: Sequence[str] = DEFAULT_COLUMNS,
+                  *, profile: str, dataset: str, seed: int | Sequence[int] = 0) -> pd.DataFrame:
+    """Paper rows and our rows in one table, each labelled with where it comes from.
+
+    ``ours`` maps a method name to one metrics dict (one run, seed ``seed``) or to a list of
+    metrics dicts (one per seed in ``seed``): then the row holds the mean and ``<col>_sd`` the
+    sample standard deviation. ``paper`` is a frame of :mod:`xmrlib.papers` rows (needs columns
+    ``paper_name``, ``dataset``, ``table``, ``method``). Paper rows come first and are labelled
+    ``"paper: <name>, <dataset>, <table>"``; ours ``"ours: <profile>, <dataset>, seed s"`` (or
+    ``"seeds a, b, c (mean ± sd)"``). Columns: ``source`` (``paper``/``ours``), ``label``,
+    ``method``, the metric ``columns``, then ``n_seeds`` and ``<col>_sd``.
+    """
+    columns = list(columns)
+    rows: list[dict[str, Any]] = []
+    if paper is not None:
+        missing = [c for c in ("paper_name", "dataset", "table", "method") if c not in paper]
+        if missing:
+            raise ValueError(f"results_table: paper frame lacks columns {missing}; expected rows "
+                             "of xmrlib.papers.paper_rows/paper_table")
+        for _, p in paper.iterrows():
+            rows.append({"source": "paper", "method": p["method"],
+                         "label": f"paper: {p['paper_name']}, {p['dataset']}, {p['table']}",
+                         **{c: p.get(c, np.nan) for c in columns}})
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    for method, entry in ours.items():
+        runs = _metric_rows(entry)
+        if len(runs) != len(seeds):
+            raise ValueError(f"results_table: method {method!r} has {len(runs)} metric dicts but "
+                             f"seed={seed!r} names {len(seeds)} seed(s)")
+        for c in columns:
+            if any(c not in r for r in runs):
+                raise KeyError(f"results_table: method {method!r} lacks metric {c!r}")
+        values = np.array([[float(r[c]) for c in columns] for r in runs])  # (n_seeds, n_cols)
+        if len(runs) == 1:
+            label = f"ours: {profile}, {dataset}, seed {seeds[0]}"
+            sd = np.full(len(columns), np.nan)
+        else:
+            label = (f"ours: {profile}, {dataset}, seeds {', '.join(map(str, seeds))} "
+                     "(mean ± sd)")
+            sd = values.std(axis=0, ddof=1)
+        row = {"source": "ours", "label": label, "method": method,
+               **dict(zip(columns, values.mean(axis=0))), "n_seeds": len(runs)}
+        row.update({f"{c}_sd": s for c, s in zip(columns, sd)})
+        rows.append(row)
+    order = ["source", "label", "method", *columns, "n_seeds", *[f"{c}_sd" for c in columns]]
+    return pd.DataFrame(rows, columns=order)
+
+
+def style_results(table: pd.DataFrame, precision: int = 1) -> Any:
+    """An HTML ``Styler`` of a :func:`results_table`: ``mean ± sd`` cells, paper rows shaded.
+
+    The ``_sd`` and ``n_seeds`` columns are folded into the displayed cells and hidden.
+    """
+    metric_cols = [c for c in table.columns if f"{c}_sd" in table.columns]
+    shown = table[["source", "label", "method", *metric_cols]].copy().astype(object)
+    for c in metric_cols:
+        shown[c] = [_fmt(m, s, precision) for m, s in zip(table[c], table[f"{c}_sd"])]
+
+    def shade(row: pd.Series) -> list[str]:
+        style = "background-color: #f2f2f2" if row["source"] == "paper" else ""
+        return [style] * len(row)
+
+    return shown.style.apply(shade, axis=1).hide(axis="index")
+
+
+def _fmt(mean: float, sd: float, precision: int) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.{precision}f}" + ("" if pd.isna(sd) else f" ± {sd:.{precision}f}")
+
+
+def mean_sd_table(runs: Sequence[Mapping[str, float]],
+                  columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean, sample sd (ddof=1; NaN for one run) and count of each metric over runs (seeds).
+
+    Returns a frame indexed by metric with columns ``mean``, ``sd``, ``n``.
+    """
+    if not runs:
+        raise ValueError("mean_sd_table: no runs given")
+    columns = list(columns) if columns is not None else list(runs[0])
+    values = pd.DataFrame([{c: float(r[c]) for c in columns} for r in runs])
+    return pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1),
+                         "n": len(runs)}).rename_axis("metric")
