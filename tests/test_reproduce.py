@@ -126,7 +126,7 @@ def test_report_delta_only_when_setting_matches(tmp_path, monkeypatch):
     shapes = df[df["chapter"] == "01"]
     assert len(shapes) == 1 and pd.isna(shapes["delta"].iloc[0])
     assert shapes["paper_value"].iloc[0] == 0.1 and shapes["our_value"].iloc[0] == 0.5
-    assert "n/a (setting differs)" in md.read_text()
+    assert "numbers not comparable (Shapes vs Flickr30K)" in md.read_text()
 
 
 def test_save_table_rejects_bad_names(tmp_path, monkeypatch):

@@ -45,3 +45,19 @@ def test_mean_sd_table():
     assert t.loc["rsum", "mean"] == 105.0
     assert t.loc["r1", "sd"] == pytest.approx(np.sqrt(2.0))
     assert t.loc["rsum", "n"] == 2
+
+
+def test_results_table_names_paper_rows_and_counterparts():
+    from xmrlib.papers import paper_table
+
+    paper = paper_table("mmca2020/Table 1")
+    ours = {"VSE++": {"i2t_r1": 5.0}, "MMCA": {"i2t_r1": 30.0}, "extra": {"i2t_r1": 1.0}}
+    t = tables.results_table(ours, paper, columns=["i2t_r1"], profile="default",
+                             dataset="shapes", seed=0, protocol="200 test images",
+                             counterparts={"VSE++": "VSE++ (ResNet)", "MMCA": "MMCA"})
+    assert list(t["paper_row"]) == [*paper["row_id"], "mmca2020/table_1/1k/vsepp_resnet",
+                                    "mmca2020/table_1/1k/mmca", ""]
+    assert list(t["protocol"]) == ["1k"] * 3 + ["200 test images"] * 3
+    with pytest.raises(ValueError, match="counterparts"):
+        tables.results_table(ours, paper, columns=["i2t_r1"], profile="default",
+                             dataset="shapes", counterparts={"VSE++": "VSE++"})

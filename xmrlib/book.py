@@ -62,8 +62,8 @@ def assemble_book(profile: str, dataset: str) -> Path:
     for path in sorted(src.glob("*.ipynb")):
         if CHAPTER_RE.match(path.name):
             shutil.copy2(path, nb_out / path.name)
-    md, _, _ = write_report()
-    atomic_write_text(book / "report.md", md.read_text(encoding="utf-8"))
+    write_report()  # results/report.* of the committed profiles
+    write_report(profiles=(profile,), dataset=dataset, out=book)  # the page: what this build ran
     atomic_write_text(book / "datasets_gallery.md", shapes_gallery(book / "gallery", profile))
     atomic_write_text(book / "chapter_overview.md",
                       overview_markdown(chapter_overview(profile, dataset), profile, dataset))

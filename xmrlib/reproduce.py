@@ -11,8 +11,9 @@ CLI (``python -m xmrlib.reproduce``):
   results are complete for the same parameters and notebook, and whose executed copy exists, is
   skipped unless ``--force``. A chapter that was killed has no ``run.json`` and runs again; its
   training runs resume from their checkpoints.
-* ``report`` writes ``results/report.md`` and ``results/report.csv``: paper value, our value and,
-  only when dataset, features and protocol match the paper's row, their difference.
+* ``report`` writes ``results/report.md`` (the reproduction-status page: a summary with a verdict
+  per paper table, then the paper's rows and ours side by side) and ``results/report.csv`` (long
+  format) from the results of the committed profiles; ``run`` of such a profile rewrites them.
 * ``book --profile P --dataset D`` assembles ``build/book/`` (executed chapters, the table of
   contents of what exists, the report, a Shapes gallery) for ``jupyter-book build``.
 * ``evaluate --run-dir DIR --dataset D [--data-root DIR] --protocol 1k|5k|5fold1k`` evaluates a
@@ -45,7 +46,7 @@ from xmrlib.chapters import (check_profile_dataset, discover_chapters, executed_
                              notebook_parameters, notebooks_dir)
 from xmrlib.provenance import (data_provenance, describe_device, git_state, package_versions,
                                relative_to_build)
-from xmrlib.report import write_report
+from xmrlib.report import REPORTED_PROFILES, write_report
 from xmrlib.results import (ReproduceError, load_table, results_dir, results_root, save_metrics,
                             save_table)
 from xmrlib.utils import atomic_write_json, atomic_write_text, build_dir
@@ -313,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     args.chapters, params, args.force, nb_dir)
             for o in outcomes:
                 print(f"  {o.chapter}: {o.status:8s} {o.wall_s:7.1f} s")
+            if args.profile in REPORTED_PROFILES:  # results/report.* follow the CSVs they show
+                write_report()
             failed = [o for o in outcomes if o.status == "failed"]
             for o in failed:
                 print(f"error: {o.error}", file=sys.stderr)

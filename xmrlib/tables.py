@@ -23,7 +23,9 @@ def _metric_rows(entry: Mapping[str, float] | Sequence[Mapping[str, float]]) -> 
 
 def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str, float]]],
                   paper: pd.DataFrame | None = None, columns: Sequence[str] = DEFAULT_COLUMNS,
-                  *, profile: str, dataset: str, seed: int | Sequence[int] = 0) -> pd.DataFrame:
+                  *, profile: str, dataset: str, seed: int | Sequence[int] = 0,
+                  counterparts: Mapping[str, str] | None = None,
+                  protocol: str | None = None) -> pd.DataFrame:
     """Paper rows and our rows in one table, each labelled with where it comes from.
 
     ``ours`` maps a method name to one metrics dict (one run, seed ``seed``) or to a list of
@@ -32,19 +34,34 @@ def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str,
     ``paper_name``, ``dataset``, ``table``, ``method``). Paper rows come first and are labelled
     ``"paper: <name>, <dataset>, <table>"``; ours ``"ours: <profile>, <dataset>, seed s"`` (or
     ``"seeds a, b, c (mean ± sd)"``). Columns: ``source`` (``paper``/``ours``), ``label``,
-    ``method``, the metric ``columns``, then ``n_seeds`` and ``<col>_sd``.
+    ``method``, the metric ``columns``, then ``n_seeds``, ``<col>_sd``, ``paper_row`` and
+    ``protocol`` (read by :mod:`xmrlib.report`).
+
+    ``paper_row`` holds a paper row's id (its ``row_id``) and, for a row of ours, the id of the
+    paper row named by ``counterparts[method]`` (a ``method`` of ``paper``), else "" (the report
+    then pairs it with the paper row of the same method, if any). ``protocol`` labels our rows'
+    evaluation when it is not the profile's (e.g. ``"200 test images"``); paper rows carry theirs.
     """
     columns = list(columns)
     rows: list[dict[str, Any]] = []
+    ids: dict[str, str] = {}
     if paper is not None:
         missing = [c for c in ("paper_name", "dataset", "table", "method") if c not in paper]
         if missing:
             raise ValueError(f"results_table: paper frame lacks columns {missing}; expected rows "
                              "of xmrlib.papers.paper_rows/paper_table")
+        if "row_id" in paper:
+            ids = dict(zip(paper["method"], paper["row_id"]))
         for _, p in paper.iterrows():
             rows.append({"source": "paper", "method": p["method"],
                          "label": f"paper: {p['paper_name']}, {p['dataset']}, {p['table']}",
-                         **{c: p.get(c, np.nan) for c in columns}})
+                         **{c: p.get(c, np.nan) for c in columns},
+                         "paper_row": p.get("row_id", ""), "protocol": p.get("protocol", "")})
+    counterparts = dict(counterparts or {})
+    unknown = {m: p for m, p in counterparts.items() if m not in ours or p not in ids}
+    if unknown:
+        raise ValueError(f"results_table: counterparts {unknown} name a method missing from ours "
+                         f"or a paper method without a row_id in the paper frame ({sorted(ids)})")
     seeds = [seed] if isinstance(seed, int) else list(seed)
     for method, entry in ours.items():
         runs = _metric_rows(entry)
@@ -65,8 +82,11 @@ def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str,
         row = {"source": "ours", "label": label, "method": method,
                **dict(zip(columns, values.mean(axis=0))), "n_seeds": len(runs)}
         row.update({f"{c}_sd": s for c, s in zip(columns, sd)})
+        counterpart = counterparts.get(method)
+        row.update(paper_row=ids[counterpart] if counterpart else "", protocol=protocol or "")
         rows.append(row)
-    order = ["source", "label", "method", *columns, "n_seeds", *[f"{c}_sd" for c in columns]]
+    order = ["source", "label", "method", *columns, "n_seeds", *[f"{c}_sd" for c in columns],
+             "paper_row", "protocol"]
     return pd.DataFrame(rows, columns=order)
 
 
