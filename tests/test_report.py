@@ -152,3 +152,15 @@ def test_committed_report_never_shows_a_paper_value_as_ours():
         assert not (rec["our_value"].round(1) == rec["paper_value"]).all(), (run, row)
     assert {"02", "03", "04", "05", "06"} <= set(df["chapter"])
     assert (df["run"].str.strip() != "").all()
+
+
+def test_ordering_uses_the_recalls_every_paired_row_has(tmp_path):
+    # MMCA Table 1 prints VSE++ (ResNet) with R@5 in the R@10 column: the shared recalls are
+    # i2t R@1, i2t R@5, t2i R@1 and t2i R@10, and the verdict names them
+    t1 = paper_rows("mmca2020", "Table 1").set_index("method")["row_id"]
+    _run(tmp_path, [_ours("VSE++", (5, 20, 30, 2, 8, 14, 79), t1["VSE++ (ResNet)"]),
+                    _ours("MMCA", (30, 75, 95, 25, 65, 79, 369), t1["MMCA"])], chapter="05")
+    [block] = rp.collect_blocks(tmp_path)
+    assert rp.ordering_verdict(block) == (
+        "ordering reproduced: 1 of 1 pairs agree by i2t R@1 + i2t R@5 + t2i R@1 + t2i R@10 "
+        "(the recalls given for every paired row); one seed")

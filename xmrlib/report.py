@@ -229,9 +229,12 @@ def _order_metric(pairs: list[tuple[OurRow, pd.Series]]) -> tuple[list[str], str
     cols = [m for m in RECALLS if all(m in o.values and not math.isnan(p[m]) for o, p in pairs)]
     if len(cols) == len(RECALLS):
         return cols, "rsum"
-    names = {"i2t_r1": "R@1", "i2t_r5": "R@5", "i2t_r10": "R@10"}
-    given = sorted({names[c.replace("t2i", "i2t")] for c in cols}, key=lambda s: int(s[2:]))
-    return cols, f"{' + '.join(given)} both ways (the recalls given for every paired row)"
+    ks = {c.split("_r")[1] for c in cols}
+    if all(f"{d}_r{k}" in cols for d in ("i2t", "t2i") for k in ks):
+        summed = " + ".join(f"R@{k}" for k in sorted(ks, key=int)) + " both ways"
+    else:
+        summed = " + ".join(f"{c[:3]} R@{c.split('_r')[1]}" for c in cols)
+    return cols, f"{summed} (the recalls given for every paired row)"
 
 
 def ordering_verdict(block: Block) -> str:
