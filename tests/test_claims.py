@@ -1,4 +1,4 @@
-"""Checked verdicts (xmrlib.claims): seed comparisons in words, claims checked per profile, audit."""
+"""Checked verdicts (xmrlib.claims): seed comparisons in words, claims per profile, audit."""
 
 import math
 

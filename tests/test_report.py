@@ -1,7 +1,6 @@
-"""The paper-vs-run report: only our rows are runs, paper values come from xmrlib.papers, verdicts."""
+"""The paper-vs-run report: only our rows are runs, paper values come from xmrlib.papers."""
 
 import json
-import math
 import subprocess
 
 import pandas as pd

@@ -3,10 +3,10 @@
 A chapter table (saved with ``save_table``) joins the report when it compares with a paper:
 
 * a ``source`` column, when present, says whose each row is: ``paper`` rows name the paper rows
-  the chapter shows (their ``paper_row`` id, or for older tables the ``paper: <paper>, <dataset>,
-  <table>`` label and ``method`` of :func:`xmrlib.tables.results_table`); ``ours`` rows are runs; any
-  other value (``expected``, ``analytic`` ...) is neither. Without a ``source`` column every row
-  is ours.
+  the chapter shows (their ``paper_row`` id, or for older tables the ``paper: <paper>,
+  <dataset>, <table>`` label and ``method`` of :func:`xmrlib.tables.results_table`); ``ours``
+  rows are runs; any other value (``expected``, ``analytic`` ...) is neither. Without a
+  ``source`` column every row is ours.
 * an our row's ``paper_row`` names its counterpart (an :mod:`xmrlib.papers` row id); without
   one, a paper row of the same table with the same ``method`` is its counterpart.
 * optional ``features`` / ``protocol`` columns override the run's values for that row.
