@@ -163,3 +163,14 @@ def test_ordering_uses_the_recalls_every_paired_row_has(tmp_path):
     assert rp.ordering_verdict(block) == (
         "ordering reproduced: 1 of 1 pairs agree by i2t R@1 + i2t R@5 + t2i R@1 + t2i R@10 "
         "(the recalls given for every paired row); one seed")
+
+
+def test_shapes_setting_names_the_test_size_of_the_profile(tmp_path):
+    # "1k" is the whole test split: 1000 images on default, 100 on smoke
+    row = _ours("SCAN t2i AVG", (30, 70, 90, 10, 30, 45, 275), T_I_AVG)
+    _run(tmp_path / "a", [row], profile="smoke")
+    _run(tmp_path / "b", [row])
+    _run(tmp_path / "c", [dict(row, protocol="first 200 test images")])
+    assert rp.collect_blocks(tmp_path / "a")[0].ours[0].protocol == "100 test images"
+    assert rp.collect_blocks(tmp_path / "b")[0].ours[0].protocol == "1k"
+    assert rp.collect_blocks(tmp_path / "c")[0].ours[0].protocol == "first 200 test images"

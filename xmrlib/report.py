@@ -132,12 +132,24 @@ def _our_name(row: pd.Series) -> str:
     return ", ".join(parts) or str(row.get("label", "?"))
 
 
+def _run_protocol(info: dict[str, Any]) -> str:
+    """The protocol of a run: its parameter, else the profile's; on Shapes, "1k" (the whole test
+    split) becomes the test size when the profile's split is not 1000 images."""
+    common = COMMON.get(info["profile"], {})
+    protocol = info.get("parameters", {}).get("protocol") or common.get("protocol", "?")
+    n_test = common.get("n_test")
+    if info["dataset"] == "shapes" and protocol == "1k" and n_test not in (None, 1000):
+        return f"{n_test} test images"
+    return protocol
+
+
 def _our_row(row: pd.Series, info: dict[str, Any], counterpart: str | None) -> OurRow:
-    params = info.get("parameters", {})
     n = int(row["n_seeds"]) if "n_seeds" in row and _is_set(row["n_seeds"]) else 1
     seeds = _SEEDS_RE.search(str(row.get("label", "")))
-    protocol = row["protocol"] if "protocol" in row and _is_set(row["protocol"]) else (
-        params.get("protocol") or COMMON.get(info["profile"], {}).get("protocol", "?"))
+    if "protocol" in row and _is_set(row["protocol"]):
+        protocol = str(row["protocol"])
+    else:
+        protocol = _run_protocol(info)
     features = row["features"] if "features" in row and _is_set(row["features"]) else (
         info.get("data", {}).get("features", "?"))
     return OurRow(
@@ -146,7 +158,7 @@ def _our_row(row: pd.Series, info: dict[str, Any], counterpart: str | None) -> O
         sd={m: float(row[f"{m}_sd"]) for m in METRICS
             if f"{m}_sd" in row and _is_set(row[f"{m}_sd"])},
         n_seeds=n, seeds=seeds.group(1) if seeds else str(info["seed"]),
-        counterpart=counterpart, dataset=info["dataset"], protocol=str(protocol),
+        counterpart=counterpart, dataset=info["dataset"], protocol=protocol,
         features=str(features), profile=info["profile"])
 
 
