@@ -187,3 +187,17 @@ def test_student_copy_has_no_solutions(student_copy):
         text = "\n".join(c.source for c in nb.cells)
         assert "{solution" not in text, chapter
         assert not any(classroom.SOLUTION_TAG in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_student_copy_uses_no_name_only_a_solution_defined(student_copy):
+    """A student runs the copy top to bottom: no cell may use a name that only a removed
+    solution defined (pyflakes over the code cells in order)."""
+    from pyflakes import messages
+    from pyflakes.checker import Checker
+
+    for chapter, nb in student_copy.items():
+        code = "\n\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        undefined = [m.message_args[0] for m in Checker(ast.parse(code)).messages
+                     if isinstance(m, messages.UndefinedName)
+                     and m.message_args[0] not in {"display", "get_ipython"}]
+        assert not undefined, f"chapter {chapter}: {undefined}"

@@ -436,5 +436,5 @@ def check_scored_pairs(student: Callable[[int, int, int], int]) -> bool:
                      (n_cap * min(k, n_img), "only the caption queries: add the image queries"),
                      (n_img * n_cap, "this is the exhaustive count, every pair once")]
             hint = next((h for v, h in wrong if v == value), "")
-            return c.fail(case, want, value, hint)
+            return c.fail(case, want, got, hint)
     return c.ok(len(cases))
