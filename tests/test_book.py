@@ -68,3 +68,32 @@ def test_browser_renders_math_and_widgets(built_book):
     shots = ROOT / "build" / "test-book" / "screenshots"
     assert check_html.check_rendering(built_book, shots, check_html.find_browser()) == []
     assert (shots / "intro.png").exists()
+
+
+def test_switch_errors_name_unchanged_views():
+    page = check_html.Path("03.html")
+    assert check_html.switch_errors(page, []) == ["03.html: no explorer switch rendered"]
+    same = {"label": "image 7 (rank 3)", "before": "caption 1: a", "after": "caption 1: a"}
+    wrong = {"label": "image 7 (rank 3)", "before": "caption 1: a", "after": "caption 2: b"}
+    right = {"label": "image 7 (rank 3)", "before": "caption 1: a", "after": "image 7 ..."}
+    assert len(check_html.switch_errors(page, [same, wrong, right])) == 2
+
+
+def test_browser_switches_explorer_views(built_book, tmp_path):
+    """Setting an explorer's Dropdown in the static page shows another precomputed view; with
+    the jslink models removed from the saved state, the same probe sees no change."""
+    if os.environ.get("CI") != "true" and check_html.find_browser() is None:
+        pytest.skip("no chromium here and CI is not 'true': browser check skipped")
+    browser = check_html.find_browser()
+    page = built_book / "build" / "book" / "notebooks" / "03_vsepp.html"
+    switches = check_html.switch_views(browser, page, tmp_path / "profile")
+    assert switches and check_html.switch_errors(page, switches) == []
+    assert all(s["after"] != s["before"] for s in switches)
+    unlinked = page.with_name("unlinked-03.html")
+    unlinked.write_text(page.read_text(encoding="utf-8").replace('"LinkModel"', '"NoSuchModel"'),
+                        encoding="utf-8")
+    try:
+        broken = check_html.switch_views(browser, unlinked, tmp_path / "profile")
+    finally:
+        unlinked.unlink()
+    assert check_html.switch_errors(unlinked, broken) != []

@@ -1,5 +1,7 @@
 """Each checker accepts a correct answer written plainly here and rejects the typical mistakes."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -157,12 +159,43 @@ def test_cross_term(capsys):
     assert not ex.check_cross_term(lambda i0, c0, i1, c1, a: (i0 * i1).sum(1))
 
 
-def test_random_ranking_r1(capsys):
-    assert ex.check_random_ranking_r1(0.1)                       # Kiros' Random Ranking row
-    assert ex.check_random_ranking_r1(100 / 5000, n_images=5000, direction="t2i")
-    assert not ex.check_random_ranking_r1(0.001)
+def random_recall_comb(n_images, k, direction, cpi=5):
+    if direction == "t2i":
+        return 100.0 * min(k, n_images) / n_images
+    m = cpi * n_images
+    return 100.0 * (1 - math.comb(m - cpi, k) / math.comb(m, k))
+
+
+def test_random_ranking_recall(capsys):
+    assert ex.check_random_ranking_recall(random_recall_comb)
+    assert "all 10 cases pass" in capsys.readouterr().out
+    assert abs(random_recall_comb(1000, 1, "i2t") - 0.1) < 1e-9     # Kiros' Random Ranking row
+    assert not ex.check_random_ranking_recall(lambda n, k, d: random_recall_comb(n, k, d) / 100)
     assert "fraction" in capsys.readouterr().out
-    assert not ex.check_random_ranking_r1(0.5)
+    assert not ex.check_random_ranking_recall(lambda n, k, d: 100.0 * k / n)   # i2t as t2i
+    assert "hypergeometric" in capsys.readouterr().out
+    with_replacement = lambda n, k, d: (100 * (1 - (1 - k / (5 * n)) ** 5) if d == "i2t"  # noqa: E731
+                                        else random_recall_comb(n, k, d))
+    assert not ex.check_random_ranking_recall(with_replacement)
+    assert "without replacement" in capsys.readouterr().out
+    no_clamp = lambda n, k, d: 100.0 * k / n if d == "t2i" else random_recall_comb(n, k, d)  # noqa: E731
+    assert not ex.check_random_ranking_recall(no_clamp)
+    assert "smaller than K" in capsys.readouterr().out
+
+
+def test_scored_pairs(capsys):
+    def loops(n_img, n_cap, k):
+        return sum(min(k, n_cap) for _ in range(n_img)) + sum(min(k, n_img) for _ in range(n_cap))
+
+    assert ex.check_scored_pairs(loops)
+    assert not ex.check_scored_pairs(lambda n_img, n_cap, k: k * (n_img + n_cap))
+    assert "more items than its gallery" in capsys.readouterr().out
+    assert not ex.check_scored_pairs(lambda n_img, n_cap, k: n_img * k)
+    assert "add the caption queries" in capsys.readouterr().out
+    assert not ex.check_scored_pairs(lambda n_img, n_cap, k: n_img * n_cap)
+    assert "exhaustive" in capsys.readouterr().out
+    assert not ex.check_scored_pairs(lambda n_img, n_cap, k: "many")
+    assert "a number" in capsys.readouterr().out
 
 
 def test_feedback_never_prints_reference_source(capsys):

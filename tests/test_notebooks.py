@@ -70,6 +70,10 @@ def test_notebook_smoke_run(path):
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
+    verdicts = ["".join(o.get("text", "") for o in c.outputs) for c in executed.cells
+                if c.cell_type == "code" and "from xmrlib.exercises import" in c.source]
+    assert verdicts, f"{path.name}: no exercise checker ran"
+    assert all("✓" in v and "✗" not in v for v in verdicts), f"{path.name}: {verdicts}"
     with using_test_results():
         info = json.loads((results_dir("smoke", "shapes", chapter) / "run.json").read_text())
     assert info["status"] == "complete" and info["parameters"]["profile"] == "smoke"

@@ -61,11 +61,24 @@ def _ref_cross_term(i0: torch.Tensor, c0: torch.Tensor, i1: torch.Tensor, c1: to
     return i0 @ c0.T + alpha * (i1 @ c1.T)
 
 
-def _ref_random_r1(n_images: int, captions_per_image: int, direction: str) -> float:
-    """Expected R@1 (percent) of a random ranking: the chance that the top item is relevant."""
-    if direction == "i2t":
-        return 100.0 * captions_per_image / (captions_per_image * n_images)
-    return 100.0 / n_images
+def _ref_random_recall(n_images: int, k: int, direction: str, cpi: int) -> float:
+    """Expected R@K (percent) of a random ranking. t2i: the one true image is equally likely at
+    each of the N ranks, so K / N. i2t: the C true captions take C distinct positions among CN;
+    the query misses when all of them lie outside the top K, with the hypergeometric probability
+    C(CN - C, K) / C(CN, K) = prod_{t<K} (CN - C - t) / (CN - t)."""
+    if direction == "t2i":
+        return 100.0 * min(k, n_images) / n_images
+    m = cpi * n_images
+    miss = 1.0
+    for t in range(min(k, m)):
+        miss *= max(m - cpi - t, 0) / (m - t)
+    return 100.0 * (1.0 - miss)
+
+
+def _ref_scored_pairs(n_img: int, n_cap: int, k: int) -> int:
+    """Pairs the two-stage system re-scores: each image query's shortlist of k captions and each
+    caption query's shortlist of k images (a shortlist cannot outgrow its gallery)."""
+    return n_img * min(k, n_cap) + n_cap * min(k, n_img)
 
 
 # --------------------------------------------------------------------------------- machinery
@@ -352,18 +365,64 @@ def check_cross_term(student: Callable[..., torch.Tensor]) -> bool:
     return c.ok(n)
 
 
-def check_random_ranking_r1(value: float, n_images: int = 1000, captions_per_image: int = 5,
-                            direction: str = "i2t") -> bool:
-    """``value``: the expected R@1 (percent) of a random ranking on ``n_images`` test images with
-    ``captions_per_image`` captions each, for ``direction`` ``"i2t"`` or ``"t2i"`` (compare
+def check_random_ranking_recall(student: Callable[[int, int, str], float],
+                                captions_per_image: int = 5) -> bool:
+    """``student(n_images, k, direction) -> float``: the expected R@K (percent) of a random
+    ranking on ``n_images`` test images with ``captions_per_image`` captions each, for
+    ``direction`` ``"i2t"`` (any of the image's captions in the top K) or ``"t2i"`` (compare
     Kiros et al. 2014's Random Ranking row)."""
-    c = _Checker(f"random_ranking_r1 ({direction}, {n_images} images)")
-    want = _ref_random_r1(n_images, captions_per_image, direction)
-    got = _as_float(value)
-    if got is None:
-        return c.fail(f"{n_images} images x {captions_per_image} captions", "a number", value)
-    if math.isclose(got, want, rel_tol=1e-3):
-        return c.ok(1)
-    hint = "this looks like a fraction: give percent" if math.isclose(100 * got, want,
-                                                                       rel_tol=1e-3) else ""
-    return c.fail(f"{n_images} images x {captions_per_image} captions", want, got, hint)
+    c = _Checker("random_ranking_recall")
+    cpi = captions_per_image
+    cases = [(n, k, d) for n, k in ((1000, 1), (100, 10), (1000, 5), (5000, 10), (4, 10))
+             for d in ("i2t", "t2i")]
+    for n_images, k, direction in cases:
+        case = f"{direction}, {n_images} images x {cpi} captions, K={k}"
+        ok, got = _call(c, case, student, n_images, k, direction)
+        if not ok:
+            return False
+        want, value = _ref_random_recall(n_images, k, direction, cpi), _as_float(got)
+        if value is None:
+            return c.fail(case, "a number", got)
+        if not math.isclose(value, want, rel_tol=1e-6, abs_tol=1e-9):
+            return c.fail(case, want, value, _random_recall_hint(value, n_images, k, direction,
+                                                                  cpi))
+    return c.ok(len(cases))
+
+
+def _random_recall_hint(got: float, n_images: int, k: int, direction: str, cpi: int) -> str:
+    """A hint when ``got`` equals the value of a typical wrong answer."""
+    other = "t2i" if direction == "i2t" else "i2t"
+    wrong = [(_ref_random_recall(n_images, k, direction, cpi) / 100,
+              "this looks like a fraction: give percent"),
+             (100.0 * k / n_images, "K / N holds for a caption query; an image query hits when "
+              "any of its captions is in the top K: use the exact (hypergeometric) chance"
+              if direction == "i2t" else "a gallery smaller than K: every query is a hit"),
+             (100.0 * (1 - (1 - k / (cpi * n_images)) ** cpi),
+              "the captions take distinct positions: draw them without replacement"),
+             (_ref_random_recall(n_images, k, other, cpi), "this is the other direction's value")]
+    return next((hint for value, hint in wrong if math.isclose(got, value, rel_tol=1e-6)), "")
+
+
+def check_scored_pairs(student: Callable[[int, int, int], int]) -> bool:
+    """``student(n_img, n_cap, k) -> int``: how many image-caption pairs a two-stage system
+    re-scores when each of the ``n_img`` image queries keeps a shortlist of ``k`` captions and
+    each of the ``n_cap`` caption queries a shortlist of ``k`` images (a pair in both
+    shortlists counts twice)."""
+    c = _Checker("scored_pairs (two-stage re-ranking)")
+    cases = [(1000, 5000, 10), (100, 500, 1), (30, 150, 50), (7, 35, 100)]
+    for n_img, n_cap, k in cases:
+        case = f"{n_img} images, {n_cap} captions, k={k}"
+        ok, got = _call(c, case, student, n_img, n_cap, k)
+        if not ok:
+            return False
+        want, value = _ref_scored_pairs(n_img, n_cap, k), _as_float(got)
+        if value is None:
+            return c.fail(case, "a number", got)
+        if value != want:
+            wrong = [(k * (n_img + n_cap), "a shortlist cannot hold more items than its gallery"),
+                     (n_img * min(k, n_cap), "only the image queries: add the caption queries"),
+                     (n_cap * min(k, n_img), "only the caption queries: add the image queries"),
+                     (n_img * n_cap, "this is the exhaustive count, every pair once")]
+            hint = next((h for v, h in wrong if v == value), "")
+            return c.fail(case, want, got, hint)
+    return c.ok(len(cases))
