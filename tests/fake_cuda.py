@@ -98,15 +98,6 @@ class FakeCUDA(TorchFunctionMode):
         if name in ("numpy", "__array__") and mark(args[0]) is not None:
             raise FakeDeviceError(f"can't convert cuda:{mark(args[0])} device type tensor to "
                                   "numpy. Use Tensor.cpu() to copy the tensor to host memory first.")
-        if name == "pin_memory":
-            if mark(args[0]) is not None:
-                raise FakeDeviceError("cannot pin 'torch.cuda.FloatTensor' only dense CPU tensors "
-                                      "can be pinned")
-            out = args[0].clone()
-            out._fake_pinned = True
-            return out
-        if name == "is_pinned":
-            return bool(getattr(args[0], "_fake_pinned", False))
         device = _target(kwargs.get("device"))
         if device is not None and device.type == "cuda":
             kwargs["device"] = "cpu"
@@ -261,5 +252,38 @@ def fake_gpus(monkeypatch, count: int = 1, peak_bytes: int = 0) -> Iterator[dict
     for attr, value in patches.items():
         monkeypatch.setattr(cuda, attr, value)
     monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    # pinning happens in loader threads, which a (thread-local) mode does not see: patch methods
+    monkeypatch.setattr(torch.Tensor, "pin_memory", _pin_memory)
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda t, *a: bool(getattr(t, "_fake_pinned",
+                                                                             False)))
     with FakeCUDA(state):
         yield state
+
+
+def _pin_memory(t: torch.Tensor, *args: Any) -> torch.Tensor:
+    """A copy flagged as page-locked (a CPU-only torch cannot pin)."""
+    if mark(t) is not None:
+        raise FakeDeviceError("cannot pin 'torch.cuda.FloatTensor' only dense CPU tensors can be "
+                              "pinned")
+    out = t.clone()
+    out._fake_pinned = True
+    return out
+
+
+class _Patcher:
+    """The ``setattr`` of pytest's monkeypatch, without undo (for a process that ends after)."""
+
+    @staticmethod
+    def setattr(obj: Any, name: str, value: Any) -> None:
+        setattr(obj, name, value)
+
+
+def install(count: int = 1, peak_bytes: int = 0) -> dict:
+    """Turn the fake GPUs on for the rest of this process (a notebook kernel): the first cell
+    of a chapter run by ``test_gpu_chapters.py``. Returns the state."""
+    context = fake_gpus(_Patcher(), count, peak_bytes)
+    _INSTALLED.append(context)  # a context manager that is collected would exit the mode
+    return context.__enter__()
+
+
+_INSTALLED: list = []
