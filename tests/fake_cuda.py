@@ -8,6 +8,9 @@ emulation lets ordinary code ask for ``device="cuda"`` and checks it the way a G
   *marked* with a GPU index; ``.cpu()`` / ``.to("cpu")`` give unmarked copies. Every operation
   with a marked input marks its outputs, and ``tensor.device`` / ``.is_cuda`` report the mark, so
   code that allocates "on the device of x" follows along.
+* Host synchronisations are recorded in ``state["syncs"]``: reading a device tensor on the host
+  (``.item()``, ``bool(t)``, ``.tolist()``, ``.cpu()``, data-dependent shapes such as ``nonzero``)
+  and blocking copies from pageable host memory to the device.
 * As on a GPU, an operation that mixes a marked tensor with an unmarked one (other than a 0-dim
   CPU scalar, and other than the CPU arguments CUDA accepts: indices of ``x[idx]``, the lengths of
   a packed sequence, the source of ``copy_``) raises "Expected all tensors to be on the same
@@ -40,6 +43,10 @@ _CPU_ARGS_OK = {"__getitem__": "indices", "__setitem__": "indices", "index_put":
 #: ops whose CPU arguments CUDA *requires* (a marked tensor there is an error)
 _MUST_BE_CPU = {"_pack_padded_sequence": 1}
 _FIRST_OUTPUT_ONLY = {"_pack_padded_sequence", "_pad_packed_sequence"}
+#: calls that read a device tensor on the host (or whose output size depends on its values):
+#: on a GPU each waits for the queued kernels, a host synchronisation
+_SYNCS = {"item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero",
+          "unique", "unique_consecutive", "masked_select", "repeat_interleave", "argwhere"}
 
 
 class FakeDeviceError(RuntimeError):
@@ -98,6 +105,13 @@ class FakeCUDA(TorchFunctionMode):
         if name in ("numpy", "__array__") and mark(args[0]) is not None:
             raise FakeDeviceError(f"can't convert cuda:{mark(args[0])} device type tensor to "
                                   "numpy. Use Tensor.cpu() to copy the tensor to host memory first.")
+        if name in _SYNCS and any(mark(x) is not None for x in tree_flatten((args, kwargs))[0]
+                                  if isinstance(x, torch.Tensor)):
+            self.state["syncs"].append(name)
+        if name == "__getitem__" and any(
+                isinstance(x, torch.Tensor) and x.dtype == torch.bool and mark(x) is not None
+                for x in tree_flatten(args[1:])[0]):
+            self.state["syncs"].append("boolean index")
         device = _target(kwargs.get("device"))
         if device is not None and device.type == "cuda":
             kwargs["device"] = "cpu"
@@ -145,6 +159,8 @@ class FakeCUDA(TorchFunctionMode):
             dtype = other.dtype
         else:
             device, dtype, _, _ = torch._C._nn._parse_to(*rest, **kwargs)
+        flags = [x for x in rest if isinstance(x, bool)]  # to(device, dtype, non_blocking)
+        non_blocking = bool(kwargs.get("non_blocking", flags[0] if flags else False))
         out = t.to(dtype) if dtype is not None else t
         if device is None or device.type == "cpu" and source is None:
             if out is not t:
@@ -154,11 +170,14 @@ class FakeCUDA(TorchFunctionMode):
             index = self._index(device)
             if source == index:
                 return out
+            if source is None and not non_blocking:
+                self.state["syncs"].append("blocking host-to-device copy")
             out = out.clone() if out is t else out
             if isinstance(t, torch.nn.Parameter):  # Module.to: the parameter takes this data
                 _set(t, index)
             return _set(out, index)
         if device.type == "cpu":  # from the fake GPU to the host: a copy
+            self.state["syncs"].append("device-to-host copy")
             out = out.clone() if out is t else out
             if isinstance(t, torch.nn.Parameter):
                 _set(t, None)
@@ -207,6 +226,7 @@ def fake_gpus(monkeypatch, count: int = 1, peak_bytes: int = 0) -> Iterator[dict
     """Pretend this machine has ``count`` GPUs for the body. Yields the state: ``calls`` (the
     ``torch.cuda`` calls made, e.g. ``("set_device", 1)``), ``current`` and ``count``."""
     state: dict[str, Any] = {"count": count, "current": 0, "calls": [], "peak": peak_bytes,
+                             "syncs": [],
                              "rng": [torch.ByteTensor(16).zero_() for _ in range(count)]}
 
     def set_device(device: Any) -> None:

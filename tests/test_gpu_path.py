@@ -227,3 +227,67 @@ def test_preflight_refuses_a_missing_gpu_before_reading_data(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available"):
         run_checks("full", "f30k_precomp", data_root="/nonexistent", device="cuda")
+
+
+# --------------------------------------------------------------------------- SCAN kernel: defect 6
+
+def _scan_inputs(n_img: int = 7, n_cap: int = 23, padded: bool = True, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.nn.functional.normalize(torch.randn(n_img, 5, 8, generator=g), dim=-1)
+    captions = torch.nn.functional.normalize(torch.randn(n_cap, 6, 8, generator=g), dim=-1)
+    if padded:
+        return (images, captions, torch.randint(2, 7, (n_cap,), generator=g),
+                torch.randint(1, 6, (n_img,), generator=g))
+    return images, captions, torch.full((n_cap,), 6), torch.full((n_img,), 5)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("attention", ["t2i", "i2t"])
+def test_scan_on_a_gpu_chunks_by_memory_and_never_syncs(monkeypatch, padded, attention):
+    from xmrlib.models import scan
+
+    images, captions, cap_lens, img_lens = _scan_inputs(padded=padded)
+    kw = dict(attention=attention, img_lens=img_lens, chunk_size=(2, 3))
+    with torch.no_grad():
+        ref = scan.xattn_scores(images, captions, cap_lens, **kw)  # CPU chunks of 2 x 3
+    calls = []
+    real_chunk = scan._chunk_scores
+
+    def spy(img, cap, *a, **k):
+        calls.append((img.shape, cap.shape, k["padded"], k["group_elements"]))
+        return real_chunk(img, cap, *a, **k)
+
+    monkeypatch.setattr(scan, "_chunk_scores", spy)
+    # a budget of 3 image-caption pairs of 5 regions x 6 words
+    budget = 3 * scan._TEMPORARIES * 4 * 5 * 6
+    monkeypatch.setattr(scan, "GPU_CHUNK_BYTES", budget)
+    monkeypatch.setattr(scan, "_GPU_MIN_CAPTIONS", 1)
+    with fake_gpus(monkeypatch) as gpu, torch.no_grad():
+        img_d, cap_d = images.to("cuda"), captions.to("cuda")
+        gpu["syncs"].clear()
+        out = scan.xattn_scores(img_d, cap_d, cap_lens, **kw)  # lengths on the host
+        assert gpu["syncs"] == [], gpu["syncs"]  # no host synchronisation at all
+        assert out.device.type == "cuda"
+        got = out.cpu()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    assert all(g is None for *_, g in calls)  # each chunk scored whole, not in CPU groups
+    for (ni, r, _), (nc, length, _), _, _ in calls:  # within the budget (up to the ratio of
+        assert ni * nc * r * length * scan._TEMPORARIES * 4 <= 2 * budget  # longest to median)
+    if not padded:  # 3 pairs: chunks of 3, 3 and 1 images x 1 caption
+        assert sorted({(img[0], cap[0]) for img, cap, _, _ in calls}) == [(1, 1), (3, 1)]
+    assert not any(p[0] for *_, p, _ in calls)  # one caption length per chunk: no word masks
+    assert any(p[1] for *_, p, _ in calls) == padded  # region masks only where needed
+
+
+def test_scan_on_the_cpu_keeps_its_groups():
+    from xmrlib.models import scan
+
+    images, captions, cap_lens, img_lens = _scan_inputs()
+    seen = []
+    real = scan._chunk_scores
+    try:
+        scan._chunk_scores = lambda *a, **k: seen.append(k["group_elements"]) or real(*a, **k)
+        scan.xattn_scores(images, captions, cap_lens, img_lens=img_lens, chunk_size=(4, 4))
+    finally:
+        scan._chunk_scores = real
+    assert seen and set(seen) == {scan.GROUP_ELEMENTS}

@@ -230,8 +230,9 @@ class A3VSE(nn.Module):
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
                    img_lens: Tensor | None = None) -> Tensor:
-        """Cosine similarities (n_img, n_cap) of the normalised embeddings."""
-        return img_emb @ cap_emb.t()
+        """Cosine similarities (n_img, n_cap) of the normalised embeddings, in float32."""
+        with autocast_off(img_emb):
+            return img_emb.float() @ cap_emb.float().t()
 
     # ------------------------------------------------------------------ losses
 

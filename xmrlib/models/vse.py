@@ -85,8 +85,10 @@ class DualEncoder(nn.Module):
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
                    img_lens: Tensor | None = None) -> Tensor:
-        """Inner products (n_img, n_cap); cosine when both sides are normalised."""
-        return img_emb @ cap_emb.t()
+        """Inner products (n_img, n_cap), in float32 outside autocast; cosine when both sides
+        are normalised."""
+        with autocast_off(img_emb):
+            return img_emb.float() @ cap_emb.float().t()
 
     def uses_max_violation(self, progress: float) -> bool:
         """True when the hardest-negative loss applies at this point of training."""
