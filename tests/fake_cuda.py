@@ -272,12 +272,24 @@ def fake_gpus(monkeypatch, count: int = 1, peak_bytes: int = 0) -> Iterator[dict
     for attr, value in patches.items():
         monkeypatch.setattr(cuda, attr, value)
     monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    monkeypatch.setattr(torch, "Generator", _Generator)
     # pinning happens in loader threads, which a (thread-local) mode does not see: patch methods
     monkeypatch.setattr(torch.Tensor, "pin_memory", _pin_memory)
     monkeypatch.setattr(torch.Tensor, "is_pinned", lambda t, *a: bool(getattr(t, "_fake_pinned",
                                                                              False)))
     with FakeCUDA(state):
         yield state
+
+
+class _Generator(torch.Generator):
+    """``torch.Generator(device="cuda")`` as a CPU generator (a CPU-only torch has no CUDA
+    generator); a subclass, so ``isinstance(g, torch.Generator)`` still holds."""
+
+    def __new__(cls, device: Any = "cpu") -> "_Generator":
+        return super().__new__(cls, "cpu")
+
+    def __init__(self, device: Any = "cpu") -> None:
+        pass
 
 
 def _pin_memory(t: torch.Tensor, *args: Any) -> torch.Tensor:

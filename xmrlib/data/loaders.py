@@ -100,16 +100,20 @@ def make_loader(data: PrecompData, tokenizer: Tokenizer, batch_size: int, shuffl
 
 
 def _pinned(batch: Any) -> Any:
-    """``batch`` with every tensor in page-locked memory (``Tensor.pin_memory``)."""
+    """``batch`` with every host tensor in page-locked memory (``Tensor.pin_memory``); tensors
+    already on a device stay as they are."""
     if isinstance(batch, dict):
         return {k: _pinned(v) for k, v in batch.items()}
-    return batch.pin_memory() if torch.is_tensor(batch) else batch
+    if torch.is_tensor(batch) and batch.device.type == "cpu":
+        return batch.pin_memory()
+    return batch
 
 
 _DONE = object()
 
 
-def prefetch(batches: Iterable[Any], depth: int = 2, pin_memory: bool = False) -> Iterator[Any]:
+def prefetch(batches: Iterable[Any], depth: int = 2, pin_memory: bool = False,
+             device: torch.device | None = None) -> Iterator[Any]:
     """Yield the items of ``batches`` in the same order, built ``depth`` ahead by a thread.
 
     The thread builds the next batches (gathering image features, often from a memory-mapped
@@ -119,7 +123,9 @@ def prefetch(batches: Iterable[Any], depth: int = 2, pin_memory: bool = False) -
     host does not wait for it; use it only when CUDA is there. The contents and the order of
     the batches are those of ``batches``: the loaders draw their order from their own seeded
     generators, never from global random state, so a thread changes nothing. An exception in
-    the thread is raised here; closing this generator early stops the thread.
+    the thread is raised here; closing this generator early stops the thread. ``device``: the
+    GPU of this process (under torchrun, ``cuda:LOCAL_RANK``); the thread makes it its current
+    device, as a new thread starts on GPU 0 and pinning would otherwise open a context there.
     """
     if depth < 1:
         raise ValueError(f"prefetch: depth must be >= 1, got {depth}")
@@ -137,6 +143,10 @@ def prefetch(batches: Iterable[Any], depth: int = 2, pin_memory: bool = False) -
 
     def work() -> None:
         try:
+            if device is not None:
+                from xmrlib.utils import set_device
+
+                set_device(device)
             for batch in batches:
                 if not put(_pinned(batch) if pin_memory else batch):
                     return
