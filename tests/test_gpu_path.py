@@ -126,9 +126,10 @@ def test_prefetch_builds_ahead_and_pins(monkeypatch):
             built.append(i)
             yield {"x": torch.full((2,), float(i))}
 
-    with fake_gpus(monkeypatch):
-        it = prefetch(slow(), depth=2, pin_memory=True)
+    with fake_gpus(monkeypatch, count=2) as gpu:
+        it = prefetch(slow(), depth=2, pin_memory=True, device=torch.device("cuda", 1))
         first = next(it)
+        assert ("set_device", 1) in gpu["calls"]  # the thread pins for this rank's GPU
         deadline = time.time() + 5
         while len(built) < 3 and time.time() < deadline:  # the thread runs ahead of us
             time.sleep(0.01)
