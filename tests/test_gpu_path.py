@@ -3,6 +3,7 @@ pinned-memory prefetching, device memory and the preflight dry run."""
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 
@@ -164,9 +165,13 @@ def test_peak_memory_reads_the_cuda_allocator_on_a_gpu(monkeypatch):
             pass
     assert mem.mib == 3.0 and mem.kind == "cuda allocator"
     assert ("reset_peak_memory_stats", torch.device("cuda")) in gpu["calls"]
-    with PeakMemory("cpu") as mem:
-        block = np.ones(32 * 2**20 // 8)  # 32 MiB of fresh pages
-        block[::512] += 1
+    with PeakMemory("cpu") as mem:  # fresh pages (an anonymous mapping), held for a while
+        size = 32 * 2**20
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, 4096):
+            block[offset] = 1
+        time.sleep(0.05)
+        block.close()
     assert mem.kind == "host RSS" and mem.mib > 16
 
 
