@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from xmrlib.config import chapter_config
-from xmrlib.costs import PeakRSS, count_parameters
+from xmrlib.costs import PeakMemory, count_parameters
 from xmrlib.data import CaptionDataset, CaptionLoader, PrecompData, make_loader
 from xmrlib.evaluation import evaluate
 from xmrlib.models import build_model
@@ -138,33 +138,6 @@ def model_config(name: str, train: PrecompData) -> dict[str, Any]:
     return chapter_model_config(chapter, "full", train, attention="t2i", agg="LSE",
                                 lambda_softmax=c["lambda_softmax_t2i"],
                                 lambda_lse=c["lambda_lse_t2i"], warmup=c["warmup"])
-
-
-class PeakMemory:
-    """Context manager: peak memory above the level at entry, in MiB (``.mib``): the CUDA
-    allocator's peak on a GPU, the peak RSS (:class:`xmrlib.costs.PeakRSS`) elsewhere."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.mib = float("nan")
-        self._rss = PeakRSS()
-
-    def __enter__(self) -> "PeakMemory":
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device)
-        else:
-            self._rss.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
-        else:
-            self._rss.__exit__(*exc)
-            self.mib = self._rss.mib
 
 
 def _sync(device: torch.device) -> None:

@@ -85,3 +85,22 @@ def test_whole_epoch_from_host_features(bench):
     assert row["steps_per_epoch"] == row["steps_timed"] == 3  # ceil(145 / 64) < max-steps 10
     assert row["epoch_extrapolated"] is False
     assert row["epoch_s"] == pytest.approx(row["train_s"])
+
+
+def test_cuda_branches_on_a_fake_gpu(bench, monkeypatch):
+    """The script as a GPU would run it (features generated and kept on the device, the CUDA
+    allocator's peak memory), on a fake GPU (tests/fake_cuda.py): it must not touch a host tensor
+    with a device one, and it must report the allocator's figures."""
+    from fake_cuda import fake_gpus
+
+    with fake_gpus(monkeypatch, peak_bytes=7 * 2**20) as gpu:
+        report = bench.main(["--device", "cuda", "--scale", "0.002", "--regions", "3",
+                             "--dim", "8", "--max-steps", "2", "--batch-size", "16",
+                             "--quiet"])
+    assert report["device_type"] == "cuda" and report["device"].startswith("Fake GPU")
+    assert len(report["rows"]) == 4
+    for row in report["rows"]:
+        assert row["train_peak_mib"] == row["eval_peak_mib"] == 7.0  # the allocator's peak
+        assert row["steps_timed"] == 2
+    names = [c[0] for c in gpu["calls"]]
+    assert "reset_peak_memory_stats" in names and "synchronize" in names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import torch
 from torch import nn
 
 
@@ -55,3 +56,38 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.mib = (max(self.peak, self._rss()) - self.start) / 2**20
+
+
+class PeakMemory:
+    """Context manager: peak memory of the body above the level at entry, in MiB (``.mib``),
+    on the device that does the work.
+
+    On CUDA it is the allocator's peak (``torch.cuda.max_memory_allocated`` after
+    ``reset_peak_memory_stats``, the device synchronised at both ends): tensors the body
+    allocates on the GPU, exact, whatever the host does. On any other device it is the
+    host's peak resident memory (:class:`PeakRSS`, a lower bound). ``.kind`` says which
+    (``"cuda allocator"`` or ``"host RSS"``), so a table can label its column.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.kind = "cuda allocator" if self.device.type == "cuda" else "host RSS"
+        self.mib = float("nan")
+        self._rss = PeakRSS()
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            self._rss.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
+        else:
+            self._rss.__exit__(*exc)
+            self.mib = self._rss.mib

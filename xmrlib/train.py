@@ -327,7 +327,8 @@ def load_fit_result(run_dir: str | Path, device: str | torch.device = "auto",
     """A finished run as a ``FitResult`` (into ``model`` when given, else rebuilt)."""
     run_dir = Path(run_dir)
     dev = resolve_device(device)
-    state = load_checkpoint(run_dir / "model_best.pt", dev, BEST_KEYS)
+    # read on the host: load_state_dict copies into the model wherever it is
+    state = load_checkpoint(run_dir / "model_best.pt", torch.device("cpu"), BEST_KEYS)
     if model is None:
         model = build_model(state["name"], **state["config"])
     model.load_state_dict(state["model"])

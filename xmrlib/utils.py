@@ -16,6 +16,14 @@ import numpy as np
 import torch
 
 
+def local_rank() -> int | None:
+    """This process's GPU slot under ``torchrun`` (``LOCAL_RANK`` with ``WORLD_SIZE > 1``), else
+    ``None``. torchrun starts one process per GPU of a node and numbers them ``0..n-1`` there."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "LOCAL_RANK" in os.environ:
+        return int(os.environ["LOCAL_RANK"])
+    return None
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Return the torch device to use.
 
@@ -23,15 +31,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
       the CPU is the expected choice and nothing is said; when torch was built with CUDA but no
       GPU can be used (no driver, ``CUDA_VISIBLE_DEVICES`` empty) it warns (``RuntimeWarning``)
       and falls back to the CPU, since a GPU was probably expected.
+    * Under ``torchrun`` (:func:`local_rank` is not ``None``), ``"auto"`` and ``"cuda"`` mean
+      this process's GPU, ``cuda:LOCAL_RANK`` (as open_clip's ``init_distributed_device``): a
+      device without an index would put every rank on GPU 0. Call :func:`set_device` with the
+      result so that kernels, NCCL and ``torch.cuda`` calls without an index use it too.
     * An explicit device that is not there is an error (``ValueError``), never a silent CPU
-      run: ``"cuda"`` without CUDA, ``"cuda:N"`` with N >= the number of GPUs, ``"mps"``
-      without MPS, or a name that is not ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+      run: ``"cuda"`` without CUDA, ``"cuda:N"`` with N >= the number of GPUs (or a torchrun
+      ``LOCAL_RANK`` >= it), ``"mps"`` without MPS, or a name that is not ``auto``, ``cpu``,
+      ``cuda[:N]`` or ``mps``.
     """
     if isinstance(device, torch.device):
         device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return resolve_device("cuda")
         if torch.backends.cuda.is_built():
             warnings.warn("device='auto': this torch has CUDA support but no GPU is usable here; "
                           "running on the CPU", RuntimeWarning, stacklevel=2)
@@ -41,17 +54,33 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; "
                              "use device='auto' or 'cpu'")
-        index, count = int(match.group(1) or 0), torch.cuda.device_count()
+        count, rank = torch.cuda.device_count(), local_rank()
+        if match.group(1) is None and rank is not None:
+            if rank >= count:
+                raise ValueError(f"torchrun gave this process LOCAL_RANK={rank}, but this machine "
+                                 f"has {count} GPU(s): start at most {count} processes per node")
+            return torch.device("cuda", rank)
+        index = int(match.group(1) or 0)
         if index >= count:
             raise ValueError(f"device={device!r} was asked for, but this machine has {count} "
                              f"GPU(s) (cuda:0 to cuda:{count - 1})")
-        return torch.device(device)
+        return torch.device("cuda", index) if match.group(1) else torch.device("cuda")
     if device == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device='mps' was asked for, but MPS is not available here; "
                          "use device='auto' or 'cpu'")
     if device not in ("cpu", "mps"):
         raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda[:N]' or 'mps'")
     return torch.device(device)
+
+
+def set_device(device: torch.device) -> None:
+    """Make ``device`` the current CUDA device of this process (nothing for other devices).
+
+    ``torch.cuda.set_device`` is what makes a bare ``"cuda"``, ``torch.cuda.*`` calls and the
+    NCCL communicator of a torchrun rank use that rank's GPU rather than GPU 0.
+    """
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device.index)
 
 
 def device_name(device: torch.device) -> str:
@@ -66,6 +95,28 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def configure_determinism(device: torch.device, strict: bool = False) -> None:
+    """Deterministic GPU kernels where they are cheap; all of them with ``strict``.
+
+    On CUDA, cuDNN's RNN and convolution kernels are chosen deterministically and not by timing
+    (``cudnn.deterministic``, no ``cudnn.benchmark``): for the book's GRU/LSTM and 1-D CNN this
+    costs little. What remains non-deterministic on a GPU are the atomic additions in the
+    backward pass of gathers (``x[idx]``, embedding lookups, ``index_put``): the order in which
+    floats are added varies, so two runs (or an interrupted and a resumed run) agree to rounding
+    after one step and drift apart slowly. ``strict=True`` also calls
+    ``torch.use_deterministic_algorithms(True)`` (slower sort-based backward kernels, and an error
+    for an operation that has no deterministic version); on CUDA it needs the environment
+    variable ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before the first matrix product, which is
+    set here when absent. The CPU kernels the book uses are deterministic already.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    if strict:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
 
 
 def repo_root() -> Path:

@@ -8,7 +8,9 @@ rank walks the same global permutation and takes the ``rank``-th slice of each g
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+import queue
+import threading
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -95,6 +97,76 @@ def make_loader(data: PrecompData, tokenizer: Tokenizer, batch_size: int, shuffl
     del num_workers
     return CaptionLoader(CaptionDataset(data, tokenizer), batch_size, shuffle, seed, drop_last,
                          rank, world_size)
+
+
+def _pinned(batch: Any) -> Any:
+    """``batch`` with every host tensor in page-locked memory (``Tensor.pin_memory``); tensors
+    already on a device stay as they are."""
+    if isinstance(batch, dict):
+        return {k: _pinned(v) for k, v in batch.items()}
+    if torch.is_tensor(batch) and batch.device.type == "cpu":
+        return batch.pin_memory()
+    return batch
+
+
+_DONE = object()
+
+
+def prefetch(batches: Iterable[Any], depth: int = 2, pin_memory: bool = False,
+             device: torch.device | None = None) -> Iterator[Any]:
+    """Yield the items of ``batches`` in the same order, built ``depth`` ahead by a thread.
+
+    The thread builds the next batches (gathering image features, often from a memory-mapped
+    file, in numpy code that releases the interpreter lock) while the device works on the
+    current one. With ``pin_memory`` it also copies every tensor of a batch into page-locked
+    memory, so that ``tensor.to("cuda", non_blocking=True)`` is an asynchronous copy and the
+    host does not wait for it; use it only when CUDA is there. The contents and the order of
+    the batches are those of ``batches``: the loaders draw their order from their own seeded
+    generators, never from global random state, so a thread changes nothing. An exception in
+    the thread is raised here; closing this generator early stops the thread. ``device``: the
+    GPU of this process (under torchrun, ``cuda:LOCAL_RANK``); the thread makes it its current
+    device, as a new thread starts on GPU 0 and pinning would otherwise open a context there.
+    """
+    if depth < 1:
+        raise ValueError(f"prefetch: depth must be >= 1, got {depth}")
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            if device is not None:
+                from xmrlib.utils import set_device
+
+                set_device(device)
+            for batch in batches:
+                if not put(_pinned(batch) if pin_memory else batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+
+    thread = threading.Thread(target=work, name="xmrlib-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def image_batches(data: PrecompData, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -9,10 +9,26 @@ with Xavier-uniform initialisation, and a word-embedding + recurrent sentence en
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def autocast_off(x: Tensor) -> AbstractContextManager:
+    """A context that runs its body in full precision: autocast off on ``x``'s device type.
+
+    Under ``torch.autocast`` a matrix product is recast to bfloat16 even when its inputs were
+    cast to float32 just before, so ``a.float() @ b.float()`` alone does not give float32
+    scores. Scores and losses are computed inside this context on float32 inputs: bfloat16 has
+    8 bits of mantissa (steps of about 0.004 near 1), too coarse for a hinge margin or for
+    choosing the hardest negative. Without autocast on that device it does nothing.
+    """
+    kind = x.device.type
+    if torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind):
+        return torch.autocast(kind, enabled=False)
+    return nullcontext()
 
 
 def l2norm(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
@@ -71,7 +87,13 @@ class GlobalImageEncoder(nn.Module):
 
 
 class RNNTextEncoder(nn.Module):
-    """Word embeddings + GRU/LSTM over packed sequences.
+    """Word embeddings + GRU/LSTM over packed sequences, always in float32.
+
+    The recurrence runs outside autocast (:func:`autocast_off`), in float32: under a bfloat16
+    autocast, torch's cuDNN RNN wrapper (``_cudnn_rnn`` in ATen's ``cudnn/AutocastRNN.cpp``)
+    casts the input, the hidden state and the weights to *float16* whatever dtype autocast was
+    given, and no gradient scaler guards float16 gradients in this training loop; CPU autocast
+    casts an LSTM over a padded tensor to bfloat16. The GRU/LSTM is a small part of a step.
 
     ``forward`` returns ``(words, sentence)``: per-word states (n, L, e) (bidirectional states are
     averaged, as SCAN does) with zeros at padding, and the state at each caption's last valid
@@ -92,9 +114,10 @@ class RNNTextEncoder(nn.Module):
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x = self.embed(tokens)  # (n, L, word_dim)
-        packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True,
+        packed = pack_padded_sequence(x.float(), lengths.cpu().clamp(min=1), batch_first=True,
                                       enforce_sorted=False)
-        out, hidden = self.rnn(packed)
+        with autocast_off(x):
+            out, hidden = self.rnn(packed)
         words, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
         h = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers * dirs, n, e)
         if self.bidirectional:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmrlib.models.common import l2norm, length_mask, masked_mean, xavier_linear
+from xmrlib.models.common import autocast_off, l2norm, length_mask, masked_mean, xavier_linear
 from xmrlib.text_features import (MINILM_DIM, frozen_features, load_minilm, minilm_features,
                                   wordpiece_tokenize)
 
@@ -275,13 +275,16 @@ class MMCA(nn.Module):
         return torch.cat(out) if out else img_emb.new_zeros(0)
 
     def _score_aligned(self, img: Tensor, cap: Tensor, img_lens: Tensor, n_words: Tensor) -> Tensor:
-        if self.terms == "cross":
-            i1, c1 = self.cross_embeddings(img, cap, img_lens, n_words)
-            return (i1 * c1).sum(-1)
-        score = (img[:, 0] * cap[:, 0]).sum(-1)
-        if self.terms == "both" and self.alpha != 0:
-            i1, c1 = self.cross_embeddings(img, cap, img_lens, n_words)
-            score = score + self.alpha * (i1 * c1).sum(-1)
+        """S of aligned pairs (P,): the cross unit may run under autocast, the dot products of
+        the embeddings run in float32 outside it."""
+        cross = self.terms == "cross" or (self.terms == "both" and self.alpha != 0)
+        i1, c1 = self.cross_embeddings(img, cap, img_lens, n_words) if cross else (None, None)
+        with autocast_off(img):
+            if self.terms == "cross":
+                return (i1.float() * c1.float()).sum(-1)
+            score = (img[:, 0].float() * cap[:, 0].float()).sum(-1)
+            if cross:
+                score = score + self.alpha * (i1.float() * c1.float()).sum(-1)
         return score
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
@@ -289,7 +292,8 @@ class MMCA(nn.Module):
         """Exact S for every image-caption pair -> (n_img, n_cap), in chunks of pairs."""
         n_img, n_cap = img_emb.shape[0], cap_emb.shape[0]
         if self.terms == "self" or (self.alpha == 0 and self.terms == "both"):
-            return img_emb[:, 0] @ cap_emb[:, 0].T
+            with autocast_off(img_emb):
+                return img_emb[:, 0].float() @ cap_emb[:, 0].float().T
         if cap_lens is None:
             raise ValueError("MMCA.similarity needs cap_lens for the cross-attention term")
         img_idx = torch.arange(n_img, device=img_emb.device).repeat_interleave(n_cap)
@@ -307,7 +311,9 @@ class MMCA(nn.Module):
         cap = self.encode_captions(batch["tokens"].to(device), batch["lengths"].to(device))
         scores = self.similarity(img, cap, batch["lengths"].to(device),
                                  batch["n_regions"].to(device))  # (B, B)
-        loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=self.max_violation)
+        with autocast_off(scores):
+            loss = hinge_triplet_loss(scores, margin=self.margin,
+                                      max_violation=self.max_violation)
         return loss, {"loss": float(loss.detach()),
                       "pos_score": float(scores.detach().diagonal().mean())}
 

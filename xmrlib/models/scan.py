@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
-from xmrlib.models.common import RegionProjection, RNNTextEncoder, l2norm
+from xmrlib.models.common import RNNTextEncoder, RegionProjection, autocast_off, l2norm
 from xmrlib.models.scan_kernel import (  # xattn_scores: also the public path from here
     AGGREGATIONS, ATTENTIONS, ArrayLike, raw_norm, summax_scores, xattn_scores)
 
@@ -77,10 +77,13 @@ class SCAN(nn.Module):
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
                    img_lens: Tensor | None = None) -> Tensor:
-        """Cross-attention scores (n_img, n_cap), see :func:`xattn_scores`."""
+        """Cross-attention scores (n_img, n_cap), see :func:`xattn_scores`; in float32, outside
+        autocast (the logits are scaled by ``lambda_softmax``: bfloat16 would round them)."""
         if cap_lens is None:
             cap_lens = torch.full((cap_emb.shape[0],), cap_emb.shape[1], dtype=torch.long)
-        return xattn_scores(img_emb, cap_emb, cap_lens, img_lens=img_lens, **self.xattn)
+        with autocast_off(img_emb):
+            return xattn_scores(img_emb.float(), cap_emb.float(), cap_lens, img_lens=img_lens,
+                                **self.xattn)
 
     def loss(self, batch: dict[str, Tensor], progress: float,
              gather: Any = None) -> tuple[Tensor, dict[str, float]]:
@@ -94,7 +97,8 @@ class SCAN(nn.Module):
         cap = self.encode_captions(batch["tokens"], batch["lengths"])
         scores = self.similarity(img, cap, batch["lengths"], batch.get("n_regions"))
         hardest = self.max_violation and progress >= self.warmup
-        loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=hardest)
+        with autocast_off(scores):
+            loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=hardest)
         return loss, {}
 
 
@@ -106,11 +110,13 @@ class SumMax(SCAN):
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
                    img_lens: Tensor | None = None) -> Tensor:
-        """Sum-Max scores (n_img, n_cap), see :func:`summax_scores`."""
+        """Sum-Max scores (n_img, n_cap), see :func:`summax_scores`; in float32."""
         if cap_lens is None:
             cap_lens = torch.full((cap_emb.shape[0],), cap_emb.shape[1], dtype=torch.long)
-        return summax_scores(img_emb, cap_emb, cap_lens, attention=self.xattn["attention"],
-                             img_lens=img_lens, chunk_size=self.xattn["chunk_size"])
+        with autocast_off(img_emb):
+            return summax_scores(img_emb.float(), cap_emb.float(), cap_lens,
+                                 attention=self.xattn["attention"], img_lens=img_lens,
+                                 chunk_size=self.xattn["chunk_size"])
 
 
 class SCANEnsemble(nn.Module):

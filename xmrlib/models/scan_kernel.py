@@ -55,6 +55,12 @@ ArrayLike = Tensor | np.ndarray
 
 
 GROUP_ELEMENTS = 2 ** 17  # similarities scored at a time: ~0.5 MB buffers stay in the CPU cache
+#: On CUDA, the bytes one chunk's similarity tensor and its temporaries may take: chunks are sized
+#: by this budget (not by ``chunk_size``) and scored whole, so that a COCO 5K evaluation is a few
+#: hundred calls of large kernels rather than tens of thousands of calls of tiny ones.
+GPU_CHUNK_BYTES = 2 ** 31
+_TEMPORARIES = 4  # float32 tensors of the size of a chunk's similarities alive at once
+_GPU_MIN_CAPTIONS = 16  # captions per chunk at the median length when choosing images per chunk
 
 
 def _sum_keep(x: Tensor, dim: int) -> Tensor:
@@ -129,31 +135,37 @@ def _attend(s: Tensor, gram: Tensor, kmask: Tensor | None, qmask: Tensor | None,
 
 def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
                   attention: str, lambda_softmax: float, agg: str, lambda_lse: float,
-                  raw_feature_norm: str, gram: Tensor | None = None) -> Tensor:
+                  raw_feature_norm: str, gram: Tensor | None = None,
+                  padded: tuple[bool, bool] = (True, True),
+                  group_elements: int | None = None) -> Tensor:
     """Scores of one chunk: img (ni, R, d), cap (nc, L, d) -> (ni, nc).
 
     The query side (captions for t2i, images for i2t) attends to the context side. One matrix
     product gives all similarities in the layout (nk, Lk, nq, Lq); the later steps take a few
-    context samples at a time (:data:`GROUP_ELEMENTS` similarities, cache-sized buffers), in
-    place when autograd is off. Padded words and regions are zeroed first, so their
-    similarities are 0 and only softmaxes need masks (only when the chunk has padding).
+    context samples at a time (``group_elements`` similarities: cache-sized buffers on the CPU;
+    ``None``, on a GPU: the whole chunk at once), in place when autograd is off. Padded words
+    and regions are zeroed first, so their similarities are 0 and only softmaxes need masks.
+    ``padded`` = (some caption of the chunk is shorter than ``L``, some image has fewer than
+    ``R`` regions), known on the host from the lengths, so that a chunk without padding skips
+    the mask work without reading a device tensor back (a host sync on a GPU).
     ``gram``: the context samples' :func:`_masked_gram`, if already computed.
     """
+    cap_pad, img_pad = padded
     wmask = length_mask(cap_lens, cap.shape[1])  # (nc, L)
     rmask = length_mask(img_lens, img.shape[1])  # (ni, R)
     inplace = not (torch.is_grad_enabled() and (img.requires_grad or cap.requires_grad))
-    cap = cap if wmask.all() else cap * wmask[..., None].to(cap.dtype)
-    img = img if rmask.all() else img * rmask[..., None].to(img.dtype)
+    cap = cap * wmask[..., None].to(cap.dtype) if cap_pad else cap
+    img = img * rmask[..., None].to(img.dtype) if img_pad else img
     ctx, kmask, qry, qmask = (img, rmask, cap, wmask) if attention == "t2i" else \
         (cap, wmask, img, rmask)
+    q_pad, k_pad = (cap_pad, img_pad) if attention == "t2i" else (img_pad, cap_pad)
     nk, n_k, dim = ctx.shape
     nq, n_q, _ = qry.shape
     qflat = qry.reshape(nq * n_q, dim)
     qnorm = qry.norm(dim=-1)  # (nq, Lq)
     gram = ctx @ ctx.transpose(1, 2) if gram is None else gram  # (nk, Lk, Lk)
-    qm = None if qmask.all() else qmask[None, None]  # (1, 1, nq, Lq)
-    k_pad = not bool(kmask.all())
-    step = max(1, GROUP_ELEMENTS // (n_k * nq * n_q))
+    qm = qmask[None, None] if q_pad else None  # (1, 1, nq, Lq)
+    step = nk if group_elements is None else max(1, group_elements // (n_k * nq * n_q))
     # (nk*Lk, d) x (d, nq*Lq) -> (nk, Lk, nq, Lq)
     sims = (ctx.reshape(nk * n_k, dim) @ qflat.t()).view(nk, n_k, nq, n_q)
     out = []
@@ -168,15 +180,16 @@ def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
     return scores if attention == "t2i" else scores.t()
 
 
-def _masked_gram(x: Tensor, lens: Tensor) -> Tensor:
-    """Gram matrices (n, K, K) of x (n, K, d) with the items past ``lens`` zeroed."""
-    mask = length_mask(lens, x.shape[1])
-    x = x if mask.all() else x * mask[..., None].to(x.dtype)
+def _masked_gram(x: Tensor, lens: Tensor, padded: bool = True) -> Tensor:
+    """Gram matrices (n, K, K) of x (n, K, d) with the items past ``lens`` zeroed (``padded``:
+    some item is past its length, known on the host)."""
+    if padded:
+        x = x * length_mask(lens, x.shape[1])[..., None].to(x.dtype)
     return x @ x.transpose(1, 2)
 
 
 def _summax_chunk(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
-                  attention: str) -> Tensor:
+                  attention: str, **_: Any) -> Tensor:
     """Sum-Max of one chunk: img (ni, R, d), cap (nc, L, d) -> (ni, nc)."""
     ni, n_reg, _ = img.shape
     nc, n_word, _ = cap.shape
@@ -208,10 +221,11 @@ def _as_lens(lens: ArrayLike | None, n: int, full: int, what: str) -> Tensor:
 
 def _rows(x: ArrayLike, idx: Tensor | slice, length: int, device: torch.device) -> Tensor:
     """Rows ``idx`` of x, trimmed to ``length`` items, as a tensor on ``device`` (reads only
-    those rows of a memory-mapped array)."""
+    those rows of a memory-mapped array). ``idx`` lives where ``x`` does when ``x`` is a
+    tensor, so that indexing a GPU tensor copies nothing from the host."""
     if torch.is_tensor(x):
         return x[idx, :length].to(device)
-    rows = x[idx.numpy() if torch.is_tensor(idx) else idx, :length]
+    rows = x[idx.cpu().numpy() if torch.is_tensor(idx) else idx, :length]
     return torch.from_numpy(np.ascontiguousarray(rows)).to(device)
 
 
@@ -228,14 +242,40 @@ def _length_runs(sorted_lens: list[int], size: int) -> list[tuple[int, int]]:
     return runs
 
 
+def _gpu_pairs(n_reg: int, n_word: int) -> int:
+    """Image-caption pairs whose similarities and temporaries fit :data:`GPU_CHUNK_BYTES`."""
+    return max(1, GPU_CHUNK_BYTES // (_TEMPORARIES * 4 * n_reg * max(1, n_word)))
+
+
+def _gpu_runs(sorted_lens: Tensor, n_img: int, n_reg: int) -> tuple[int, list[tuple[int, int]]]:
+    """Images per chunk and caption runs [c0, c1) for a GPU. Captions of one length form runs
+    of their own (no caption padding, so no word masks), each cut to what the memory budget
+    allows at that length; the images per chunk are all of them if at least
+    :data:`_GPU_MIN_CAPTIONS` captions of the median length fit beside them."""
+    median = int(sorted_lens[len(sorted_lens) // 2]) if len(sorted_lens) else 1
+    ci = max(1, min(n_img, _gpu_pairs(n_reg, median) // _GPU_MIN_CAPTIONS))
+    values, counts = torch.unique_consecutive(sorted_lens, return_counts=True)
+    runs, c0 = [], 0
+    for length, count in zip(values.tolist(), counts.tolist()):
+        size = max(1, _gpu_pairs(n_reg, length) // ci)
+        runs += [(a, min(a + size, c0 + count)) for a in range(c0, c0 + count, size)]
+        c0 += count
+    return ci, runs
+
+
 def _chunked(fn, images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
              img_lens: ArrayLike | None, chunk_size: int | tuple[int, int],
-             prepare: Callable[[Tensor, Tensor], Tensor] | None = None) -> Tensor:
-    """Apply ``fn(img_chunk, cap_chunk, cap_lens, img_lens)`` over image x caption chunks.
+             prepare: Callable[..., Tensor] | None = None) -> Tensor:
+    """Apply ``fn(img_chunk, cap_chunk, cap_lens, img_lens, [prepared,] padded=, group_elements=)``
+    over image x caption chunks.
 
     Captions are visited in order of length so that every chunk is trimmed to its own longest
-    caption; results are written back to their columns. ``prepare(img_chunk, img_lens)``, if
-    given, is computed once per image chunk and passed to ``fn`` as a fifth argument.
+    caption; results are written back to their columns. ``prepare(img_chunk, img_lens,
+    padded)``, if given, is computed once per image chunk and passed to ``fn`` as a fifth
+    argument. Lengths are read on the host: whether a chunk is padded is known without reading
+    the device. On a CPU, chunks are ``chunk_size`` and scored in cache-sized groups
+    (:data:`GROUP_ELEMENTS`); on a GPU, chunks are sized by :data:`GPU_CHUNK_BYTES` and scored
+    whole, and the loop reads nothing back from the device (no host synchronisation).
     """
     if images.ndim != 3 or captions.ndim != 3 or images.shape[-1] != captions.shape[-1]:
         raise ValueError(f"xattn_scores: images must be (n_img, R, d) and captions (n_cap, L, d)"
@@ -243,32 +283,46 @@ def _chunked(fn, images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
                          f"{tuple(captions.shape)}")
     n_img, n_reg, _ = images.shape
     n_cap, n_word, _ = captions.shape
-    ci, cc = (chunk_size, chunk_size) if isinstance(chunk_size, int) else chunk_size
-    clens = _as_lens(cap_lens, n_cap, n_word, "cap_lens")
+    clens = _as_lens(cap_lens, n_cap, n_word, "cap_lens")  # on the host
     ilens = _as_lens(img_lens, n_img, n_reg, "img_lens")
     device = images.device if torch.is_tensor(images) else torch.device("cpu")
     order = torch.argsort(clens, stable=True)
-    first = _rows(images, slice(0, 1), 1, device) if n_img else None
-    dtype = first.dtype if first is not None else torch.float32
+    sorted_lens = clens[order]
+    gpu = device.type == "cuda"
+    if gpu:
+        ci, runs = _gpu_runs(sorted_lens, n_img, n_reg)
+    else:
+        ci, cc = (chunk_size, chunk_size) if isinstance(chunk_size, int) else chunk_size
+        runs = _length_runs(sorted_lens.tolist(), cc)
+    # copied to the device once (asynchronously), then sliced there: nothing per chunk
+    order_x = order.to(captions.device, non_blocking=True) if torch.is_tensor(captions) else order
+    sorted_dev = sorted_lens.to(device, non_blocking=True)
+    ilens_dev = ilens.to(device, non_blocking=True)
+    dtype = images.dtype if torch.is_tensor(images) else torch.float32
+    group = None if gpu else GROUP_ELEMENTS
     columns, prepared = [], {}
-    for c0, c1 in _length_runs(clens[order].tolist(), cc):
-        idx = order[c0:c1]
-        lens = clens[idx]
-        cap = _rows(captions, idx, int(lens.max()), device)
+    for c0, c1 in runs:
+        longest = int(sorted_lens[c1 - 1])
+        cap = _rows(captions, order_x[c0:c1], longest, device)
+        cap_pad = int(sorted_lens[c0]) < longest
         blocks = []
         for i0 in range(0, n_img, ci):
             il = ilens[i0:i0 + ci]
-            img = _rows(images, slice(i0, i0 + ci), int(il.max()), device)
-            il = il.to(device)
+            regions = int(il.max())
+            img_pad = int(il.min()) < regions
+            img = _rows(images, slice(i0, i0 + ci), regions, device)
+            il_dev = ilens_dev[i0:i0 + ci]
             if prepare is not None and i0 not in prepared:
-                prepared[i0] = prepare(img, il)
+                prepared[i0] = prepare(img, il_dev, img_pad)
             extra = (prepared[i0],) if prepare is not None else ()
-            blocks.append(fn(img, cap, lens.to(device), il, *extra))
-        columns.append(torch.cat(blocks, 0) if blocks else torch.zeros(0, len(idx), dtype=dtype))
+            blocks.append(fn(img, cap, sorted_dev[c0:c1], il_dev, *extra,
+                             padded=(cap_pad, img_pad), group_elements=group))
+        columns.append(torch.cat(blocks, 0) if blocks else
+                       torch.zeros(0, c1 - c0, dtype=dtype, device=device))
     if not columns:
         return torch.zeros(n_img, 0, dtype=dtype, device=device)
     out = torch.cat(columns, 1)  # columns in length order
-    return out[:, torch.argsort(order).to(out.device)]
+    return out[:, torch.argsort(order).to(out.device, non_blocking=True)]
 
 
 def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
@@ -290,7 +344,8 @@ def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
         raw_feature_norm: one of :data:`RAW_FEATURE_NORMS` (the official code's options).
         img_lens: (n_img,) valid regions per image (``None``: all); padded regions get no
             attention weight and are left out of the i2t aggregation.
-        chunk_size: images and captions per chunk (one int for both); bounds the memory.
+        chunk_size: images and captions per chunk (one int for both) on a CPU; bounds the
+            memory. On a GPU chunks are sized by :data:`GPU_CHUNK_BYTES` instead.
 
     Differentiable (used inside the training loss). Equals the official per-caption loop.
     """
@@ -306,10 +361,10 @@ def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
         raise ValueError(f"xattn_scores: raw_feature_norm must be one of {RAW_FEATURE_NORMS}, "
                          f"got {raw_feature_norm!r}")
 
-    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor, gram: Tensor | None = None
-           ) -> Tensor:
+    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor, gram: Tensor | None = None,
+           **kw: Any) -> Tensor:
         return _chunk_scores(img, cap, cl, il, attention, lambda_softmax, agg, lambda_lse,
-                             raw_feature_norm, gram)
+                             raw_feature_norm, gram, **kw)
 
     # t2i attends over regions: the image Gram matrices serve every caption chunk
     prepare = _masked_gram if attention == "t2i" else None
@@ -328,7 +383,7 @@ def summax_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
         raise ValueError(f"summax_scores: attention must be one of {ATTENTIONS}, got "
                          f"{attention!r}")
 
-    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor) -> Tensor:
+    def fn(img: Tensor, cap: Tensor, cl: Tensor, il: Tensor, **kw: Any) -> Tensor:
         return _summax_chunk(img, cap, cl, il, attention)
 
     return _chunked(fn, images, captions, cap_lens, img_lens, chunk_size)

@@ -30,7 +30,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
-from xmrlib.models.common import GlobalImageEncoder, RNNTextEncoder, l2norm
+from xmrlib.models.common import GlobalImageEncoder, RNNTextEncoder, autocast_off, l2norm
 from xmrlib.vocab import Vocabulary
 
 #: all-gathers a (n, d) tensor over ranks -> (N, d), keeping the gradient of the local part
@@ -85,8 +85,10 @@ class DualEncoder(nn.Module):
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
                    img_lens: Tensor | None = None) -> Tensor:
-        """Inner products (n_img, n_cap); cosine when both sides are normalised."""
-        return img_emb @ cap_emb.t()
+        """Inner products (n_img, n_cap), in float32 outside autocast; cosine when both sides
+        are normalised."""
+        with autocast_off(img_emb):
+            return img_emb.float() @ cap_emb.float().t()
 
     def uses_max_violation(self, progress: float) -> bool:
         """True when the hardest-negative loss applies at this point of training."""
@@ -101,12 +103,14 @@ class DualEncoder(nn.Module):
 
     def loss_from_embeddings(self, img: Tensor, cap: Tensor, progress: float,
                              gather: Gather | None = None) -> tuple[Tensor, dict[str, float]]:
-        """Loss over the (global, if ``gather``) batch: image k matches caption k."""
+        """Loss over the (global, if ``gather``) batch: image k matches caption k. Scores and
+        loss in float32, outside autocast (:func:`~xmrlib.models.common.autocast_off`)."""
         if gather is not None:
             img, cap = gather(img), gather(cap)  # (b, e) -> (B, e) on every rank
-        scores = self.similarity(img.float(), cap.float())  # (B, B), positives on the diagonal
         max_violation = self.uses_max_violation(progress)
-        loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=max_violation)
+        with autocast_off(img):
+            scores = self.similarity(img.float(), cap.float())  # (B, B), positives on the diagonal
+            loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=max_violation)
         return loss, {"max_violation": float(max_violation)}
 
 

@@ -1,0 +1,299 @@
+"""The GPU path proven on the CPU: fake GPUs (tests/fake_cuda.py), torchrun's environment,
+pinned-memory prefetching, device memory and the preflight dry run."""
+
+from __future__ import annotations
+
+import mmap
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fake_cuda import FakeDeviceError, fake_gpus, mark
+from xmrlib.costs import PeakMemory
+from xmrlib.data.loaders import prefetch
+from xmrlib.utils import configure_determinism, resolve_device, set_device
+
+
+def _torchrun(monkeypatch, local_rank: int, world: int = 2) -> None:
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", str(local_rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+
+
+# --------------------------------------------------------------------------- the emulation itself
+
+def test_fake_gpu_catches_what_a_gpu_would(monkeypatch):
+    with fake_gpus(monkeypatch, count=1):
+        layer = torch.nn.Linear(3, 2).to("cuda")
+        x = torch.randn(4, 3)
+        with pytest.raises(FakeDeviceError, match="same device"):
+            layer(x)  # a host batch fed to a model on the GPU
+        y = layer(x.to("cuda"))
+        assert y.device == torch.device("cuda", 0) and y.is_cuda
+        with pytest.raises(FakeDeviceError, match="numpy"):
+            y.detach().numpy()
+        w, b = layer.weight.detach().cpu(), layer.bias.detach().cpu()
+        assert np.allclose(y.detach().cpu().numpy(), (x @ w.T + b).numpy())  # real values
+        z = torch.zeros(2, device=y.device)  # allocated "where y is"
+        assert mark(z) == 0 and mark(y[:, 0] + z[0]) == 0
+        assert mark(y[torch.tensor([0, 1])]) == 0  # host indices into a device tensor are fine
+        y.sum().backward()
+        assert layer.weight.grad.device.type == "cuda"
+
+
+# --------------------------------------------------------------------------- torchrun: defect 1
+
+def test_torchrun_rank_gets_its_own_gpu(monkeypatch):
+    with fake_gpus(monkeypatch, count=2) as gpu:
+        assert resolve_device("cuda") == torch.device("cuda")  # one process: the current GPU
+        _torchrun(monkeypatch, local_rank=1)
+        for name in ("cuda", "auto", torch.device("cuda")):
+            assert resolve_device(name) == torch.device("cuda", 1)
+        assert resolve_device("cuda:0") == torch.device("cuda", 0)  # explicit index: as asked
+        set_device(resolve_device("cuda"))
+        assert gpu["calls"][-1] == ("set_device", 1) and gpu["current"] == 1
+        assert torch.ones(2, device="cuda").device == torch.device("cuda", 1)
+        _torchrun(monkeypatch, local_rank=2, world=3)
+        with pytest.raises(ValueError, match="LOCAL_RANK=2.*2 GPU"):
+            resolve_device("cuda")
+
+
+def test_set_device_does_nothing_off_cuda(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(d))
+    set_device(torch.device("cpu"))
+    set_device(torch.device("cuda"))  # no index: already the current device
+    assert calls == []
+
+
+# --------------------------------------------------------------------------- determinism: defect 7
+
+def test_deterministic_flags_on_cuda_only(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    configure_determinism(torch.device("cpu"))
+    assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+    configure_determinism(torch.device("cuda"))
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        configure_determinism(torch.device("cuda"), strict=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        import os
+
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+# --------------------------------------------------------------------------- loader: defect 8
+
+def _batches(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        yield {"images": torch.randn(4, 3, 5, generator=g), "lengths": torch.arange(4)}
+
+
+def test_prefetch_keeps_contents_and_order():
+    direct = list(_batches(7))
+    fetched = list(prefetch(_batches(7), depth=3))
+    assert len(fetched) == len(direct)
+    for a, b in zip(direct, fetched):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prefetch_with_caption_loader_is_the_same_epoch(shapes_root):
+    from xmrlib.data import load_precomp, make_loader
+    from xmrlib.vocab import Vocabulary
+
+    data = load_precomp(shapes_root, "train")
+    loader = make_loader(data, Vocabulary.build(data.captions), 32, seed=3)
+    loader.set_epoch(2)
+    direct = list(loader)
+    fetched = list(prefetch(loader, depth=2))
+    assert [b["caption_idx"].tolist() for b in fetched] == [b["caption_idx"].tolist()
+                                                            for b in direct]
+    assert all(torch.equal(a["images"], b["images"]) for a, b in zip(direct, fetched))
+
+
+def test_prefetch_builds_ahead_and_pins(monkeypatch):
+    built = []
+
+    def slow():
+        for i in range(4):
+            built.append(i)
+            yield {"x": torch.full((2,), float(i))}
+
+    with fake_gpus(monkeypatch, count=2) as gpu:
+        it = prefetch(slow(), depth=2, pin_memory=True, device=torch.device("cuda", 1))
+        first = next(it)
+        assert ("set_device", 1) in gpu["calls"]  # the thread pins for this rank's GPU
+        deadline = time.time() + 5
+        while len(built) < 3 and time.time() < deadline:  # the thread runs ahead of us
+            time.sleep(0.01)
+        assert len(built) >= 3
+        assert first["x"].is_pinned() and mark(first["x"]) is None  # pinned host memory
+        assert [float(b["x"][0]) for b in it] == [1.0, 2.0, 3.0]
+
+
+def test_prefetch_raises_the_workers_error_and_stops_when_closed():
+    def broken():
+        yield {"x": torch.zeros(1)}
+        raise OSError("disk gone")
+
+    it = prefetch(broken())
+    next(it)
+    with pytest.raises(OSError, match="disk gone"):
+        next(it)
+
+    it = prefetch(_batches(10_000), depth=1)
+    next(it)
+    it.close()  # an interrupted epoch (max_steps, an exception) must not leave the thread
+    assert not any(t.name == "xmrlib-prefetch" and t.is_alive() for t in threading.enumerate())
+    with pytest.raises(ValueError, match="depth"):
+        next(prefetch(_batches(1), depth=0))
+
+
+# --------------------------------------------------------------------------- memory: defect 5
+
+def test_peak_memory_reads_the_cuda_allocator_on_a_gpu(monkeypatch):
+    with fake_gpus(monkeypatch, peak_bytes=3 * 2**20) as gpu:
+        with PeakMemory(torch.device("cuda")) as mem:
+            pass
+    assert mem.mib == 3.0 and mem.kind == "cuda allocator"
+    assert ("reset_peak_memory_stats", torch.device("cuda")) in gpu["calls"]
+    with PeakMemory("cpu") as mem:  # fresh pages (an anonymous mapping), held for a while
+        size = 32 * 2**20
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, 4096):
+            block[offset] = 1
+        time.sleep(0.05)
+        block.close()
+    assert mem.kind == "host RSS" and mem.mib > 16
+
+
+# --------------------------------------------------------------------------- the dry run
+
+def test_preflight_checks_every_chapter_on_shapes(tmp_path):
+    from xmrlib.preflight import CHAPTERS, markdown, run_checks
+
+    lines = []
+    rows = run_checks("smoke", "shapes", device="cpu", steps=2, eval_images=20,
+                      log=lines.append)
+    assert [r["error"] for r in rows] == [""] * len(rows), [r.get("traceback") for r in rows]
+    assert sorted({r["chapter"] for r in rows}) == list(CHAPTERS)
+    assert {r["model"] for r in rows} >= {"Kiros VSE", "VSE++", "SCAN t2i LSE", "SCAN i2t LSE",
+                                         "MMCA", "A3VSE"}
+    for r in rows:
+        assert r["train_steps"] == 2 and r["eval_images"] == 20 and r["params"] > 0
+        assert r["train_s"] > 0 and r["eval_s"] > 0 and r["memory"] == "host RSS"
+    table = markdown(rows)
+    assert table.count("| ok |") == len(rows) and "host RSS" in table
+    assert len(lines) == len(rows) + 1
+
+
+def test_preflight_on_a_fake_gpu_reports_device_memory(monkeypatch):
+    from xmrlib.preflight import run_checks
+
+    with fake_gpus(monkeypatch, peak_bytes=5 * 2**20):
+        rows = run_checks("smoke", "shapes", device="cuda", chapters=["03"], steps=1,
+                          eval_images=10, log=lambda m: None)
+    [row] = rows
+    assert row["error"] == "", row.get("traceback")
+    assert row["memory"] == "cuda allocator" and row["train_peak_mib"] == 5.0
+
+
+def test_preflight_reports_a_failing_model_and_goes_on(monkeypatch):
+    from xmrlib import preflight
+
+    real = preflight._dual_checks
+
+    def broken_vse(chapter, *a):
+        checks = real(chapter, *a)
+        if chapter == "02":
+            def build():
+                raise RuntimeError("CUDA out of memory")
+            checks[0].build = build
+        return checks
+
+    monkeypatch.setattr(preflight, "_dual_checks", broken_vse)
+    rows = preflight.run_checks("smoke", "shapes", device="cpu", chapters=["02", "03"],
+                                steps=1, eval_images=10, log=lambda m: None)
+    assert [r["model"] for r in rows] == ["Kiros VSE", "VSE++"]
+    assert "CUDA out of memory" in rows[0]["error"] and rows[1]["error"] == ""
+    assert "FAILED" in preflight.markdown(rows)
+
+
+def test_preflight_refuses_a_missing_gpu_before_reading_data(monkeypatch):
+    from xmrlib.preflight import run_checks
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        run_checks("full", "f30k_precomp", data_root="/nonexistent", device="cuda")
+
+
+# --------------------------------------------------------------------------- SCAN kernel: defect 6
+
+def _scan_inputs(n_img: int = 7, n_cap: int = 23, padded: bool = True, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.nn.functional.normalize(torch.randn(n_img, 5, 8, generator=g), dim=-1)
+    captions = torch.nn.functional.normalize(torch.randn(n_cap, 6, 8, generator=g), dim=-1)
+    if padded:
+        return (images, captions, torch.randint(2, 7, (n_cap,), generator=g),
+                torch.randint(1, 6, (n_img,), generator=g))
+    return images, captions, torch.full((n_cap,), 6), torch.full((n_img,), 5)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("attention", ["t2i", "i2t"])
+def test_scan_on_a_gpu_chunks_by_memory_and_never_syncs(monkeypatch, padded, attention):
+    from xmrlib.models import scan_kernel as scan
+
+    images, captions, cap_lens, img_lens = _scan_inputs(padded=padded)
+    kw = dict(attention=attention, img_lens=img_lens, chunk_size=(2, 3))
+    with torch.no_grad():
+        ref = scan.xattn_scores(images, captions, cap_lens, **kw)  # CPU chunks of 2 x 3
+    calls = []
+    real_chunk = scan._chunk_scores
+
+    def spy(img, cap, *a, **k):
+        calls.append((img.shape, cap.shape, k["padded"], k["group_elements"]))
+        return real_chunk(img, cap, *a, **k)
+
+    monkeypatch.setattr(scan, "_chunk_scores", spy)
+    # a budget of 3 image-caption pairs of 5 regions x 6 words
+    budget = 3 * scan._TEMPORARIES * 4 * 5 * 6
+    monkeypatch.setattr(scan, "GPU_CHUNK_BYTES", budget)
+    monkeypatch.setattr(scan, "_GPU_MIN_CAPTIONS", 1)
+    with fake_gpus(monkeypatch) as gpu, torch.no_grad():
+        img_d, cap_d = images.to("cuda"), captions.to("cuda")
+        gpu["syncs"].clear()
+        out = scan.xattn_scores(img_d, cap_d, cap_lens, **kw)  # lengths on the host
+        assert gpu["syncs"] == [], gpu["syncs"]  # no host synchronisation at all
+        assert out.device.type == "cuda"
+        got = out.cpu()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+    assert all(g is None for *_, g in calls)  # each chunk scored whole, not in CPU groups
+    for (ni, r, _), (nc, length, _), _, _ in calls:  # within the budget (up to the ratio of
+        assert ni * nc * r * length * scan._TEMPORARIES * 4 <= 2 * budget  # longest to median)
+    if not padded:  # 3 pairs: chunks of 3, 3 and 1 images x 1 caption
+        assert sorted({(img[0], cap[0]) for img, cap, _, _ in calls}) == [(1, 1), (3, 1)]
+    assert not any(p[0] for *_, p, _ in calls)  # one caption length per chunk: no word masks
+    assert any(p[1] for *_, p, _ in calls) == padded  # region masks only where needed
+
+
+def test_scan_on_the_cpu_keeps_its_groups():
+    from xmrlib.models import scan_kernel as scan
+
+    images, captions, cap_lens, img_lens = _scan_inputs()
+    seen = []
+    real = scan._chunk_scores
+    try:
+        scan._chunk_scores = lambda *a, **k: seen.append(k["group_elements"]) or real(*a, **k)
+        scan.xattn_scores(images, captions, cap_lens, img_lens=img_lens, chunk_size=(4, 4))
+    finally:
+        scan._chunk_scores = real
+    assert seen and set(seen) == {scan.GROUP_ELEMENTS}
