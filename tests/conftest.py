@@ -28,3 +28,12 @@ def shapes_root(tmp_path_factory):
     from xmrlib.data import make_shapes
 
     return make_shapes(tmp_path_factory.mktemp("shapes"), 60, 20, 20, seed=0)
+
+
+@pytest.fixture(scope="session")
+def real_root(tmp_path_factory):
+    """Format-exact Flickr30K and COCO miniatures in SCAN's layout (xmrlib.data.fixtures):
+    ``ROOT/data/{f30k,coco}_precomp`` and ``ROOT/vocab``; returns ``ROOT/data`` (the data root)."""
+    from xmrlib.data.fixtures import make_fixtures
+
+    return make_fixtures(tmp_path_factory.mktemp("real"))

@@ -29,15 +29,20 @@ import torch
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS: tuple[str, ...] = (PAD, START, END, UNK)
-#: A word (letters and digits of any script; ``[^\W_]`` is ``\w`` without the underscore),
-#: then an optional clitic: n't before its word is split off first, as the Treebank tokenizer does.
-_WORD = re.compile(r"[^\W_]+?(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|[^\W_]+")
+#: A word: letters and digits of any script (``[^\W_]`` is ``\w`` without the underscore).
+_WORD = re.compile(r"[^\W_]+")
+#: The same with English clitics split off (n't before its word first, as the Treebank
+#: tokenizer does); used only for text with an apostrophe, the rare and slower case.
+_WORD_CLITIC = re.compile(r"[^\W_]+?(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|[^\W_]+")
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercase words and numbers of ``text`` (NFC-normalised; punctuation dropped, clitics
     split: ``"The dog's café isn't"`` -> ``the dog 's café is n't``)."""
-    return _WORD.findall(unicodedata.normalize("NFC", text.lower()))
+    text = text.lower()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return (_WORD_CLITIC if "'" in text else _WORD).findall(text)
 
 
 class Vocabulary:
