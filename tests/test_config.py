@@ -74,3 +74,26 @@ def test_backward_compatible_calls_and_errors():
         chapter_config("04", "full", **{"lambda": 3})
     with pytest.raises(ValueError, match="unknown chapter '09'"):
         chapter_config("09", "full")
+
+
+@pytest.mark.parametrize("name,value,match", [
+    ("epochs", "abc", r"-p epochs 'abc': expected an integer as chapter 03's profiles use"),
+    ("epochs", 1.5, r"-p epochs 1.5: expected an integer"),
+    ("lr", "fast", r"-p lr 'fast': expected a number"),
+    ("sweep_batch_sizes", 32, r"-p sweep_batch_sizes 32: expected a list .*\[32\]"),
+    ("sweep_batch_sizes", [32, "x"], r"expected a list"),
+    ("epochs", True, r"expected an integer"),
+])
+def test_override_types_are_checked(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        config.check_override("03", name, value)
+
+
+def test_override_types_accept_what_the_profiles_use():
+    for name, value in [("epochs", 3), ("lr", 1), ("lr", 1e-3), ("sweep_batch_sizes", [16, 64]),
+                        ("epochs", None), ("lr_update", 2)]:
+        config.check_override("03", name, value)
+    config.check_override("05", "ablations", False)
+    config.check_override("06", "table2_settings", [[0.2, 1], [0.5, 5]])
+    with pytest.raises(ValueError, match="true or false"):
+        config.check_override("05", "ablations", 1)

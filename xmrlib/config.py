@@ -216,3 +216,45 @@ def chapter_config(chapter: str, profile: str, dataset: str = "shapes", **overri
 
 #: The shared values of each profile, resolved (Shapes; read by the data generator and the report).
 COMMON: dict[str, dict[str, Any]] = {p: profile_values(p) for p in PROFILE_NAMES}
+
+
+def _values(chapter: str, name: str) -> list[Any]:
+    """Every value ``name`` takes for ``chapter`` in any profile and data set (None left out)."""
+    out = []
+    for profile in PROFILE_NAMES:
+        for dataset in DATASETS:
+            value = profile_values(profile, dataset, chapter).get(name)
+            if value is not None and value not in out:
+                out.append(value)
+    return out
+
+
+def _same_kind(value: Any, example: Any) -> bool:
+    """``value`` has the type of ``example``: a bool for a bool, an integer (not a bool) for an
+    integer, a number for a float, a list whose items match some item of the example list."""
+    if isinstance(example, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(example, bool)
+    if isinstance(example, int):
+        return isinstance(value, int)
+    if isinstance(example, float):
+        return isinstance(value, (int, float))
+    if isinstance(example, list):
+        return isinstance(value, list) and (not example or all(
+            any(_same_kind(v, e) for e in example) for v in value))
+    return isinstance(value, type(example))
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "a list"}
+
+
+def check_override(chapter: str, name: str, value: Any) -> None:
+    """A chapter parameter set from outside (``-p NAME VALUE``) must have the type of the values
+    its profiles use; ``None`` always means "the profile's value". Raises ``ValueError``."""
+    examples = _values(chapter, name)
+    if value is None or not examples or any(_same_kind(value, e) for e in examples):
+        return
+    kind = _KIND_NAMES.get(type(examples[0]), type(examples[0]).__name__)
+    shown = ", ".join(repr(e) for e in examples[:3]).replace("'", '"')
+    raise ValueError(f"-p {name} {value!r}: expected {kind} as chapter {chapter}'s profiles use "
+                     f"({shown}), or None for the profile's value")
