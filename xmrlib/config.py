@@ -34,7 +34,9 @@ BASE: dict[str, dict[str, Any]] = {
     "common": {"n_train": 5000, "n_dev": 1000, "n_test": 1000, "features": "sim",
                "protocol": "1k", "test_split": "test", "paper_protocols": ["1k"],
                "dev_protocol": "1k", "eval_batch_size": 512, "vocab_min_count": 1},
-    "01": {"n_simulations": 20, "top_k": 5, "heatmap_images": 12},
+    # n_test_images (01, 04, 06): the first N images of the test split (None: the protocol's
+    # whole split; smoke on real data keeps 100, a check of the code path, not a protocol)
+    "01": {"n_simulations": 20, "top_k": 5, "heatmap_images": 12, "n_test_images": None},
     # 02 Kiros VSE.
     "02": {"embed_size": 128, "word_dim": 64, "epochs": 5, "batch_size": 128, "lr": 2e-3,
            "lr_update": 4, "margin": 0.2, "gallery_queries": 3},
@@ -88,7 +90,7 @@ PROFILE_DELTAS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     "smoke": {
         "common": {"n_train": 300, "n_dev": 100, "n_test": 100, "eval_batch_size": 256},
-        "01": {"n_simulations": 3, "heatmap_images": 8},
+        "01": {"n_simulations": 3, "heatmap_images": 8, "n_test_images": 100},
         "02": {"embed_size": 32, "word_dim": 32, "epochs": 2, "batch_size": 64,
                "lr_update": None, "gallery_queries": 2},
         "03": {"embed_size": 32, "word_dim": 32, "epochs": 2, "batch_size": 64,
