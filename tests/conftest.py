@@ -65,3 +65,12 @@ def chapter_tree(tmp_path, monkeypatch):
     monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
     return ChapterTree(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def real_root(tmp_path_factory):
+    """Format-exact Flickr30K and COCO miniatures in SCAN's layout (xmrlib.data.fixtures):
+    ``ROOT/data/{f30k,coco}_precomp`` and ``ROOT/vocab``; returns ``ROOT/data`` (the data root)."""
+    from xmrlib.data.fixtures import make_fixtures
+
+    return make_fixtures(tmp_path_factory.mktemp("real"))

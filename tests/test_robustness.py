@@ -105,7 +105,7 @@ def test_data_root_and_dataset_errors(tmp_path):
 
 @pytest.mark.parametrize("text,match", [
     (None, "no vocabulary file"),
-    ("{itos", "not a vocabulary written by Vocabulary.save.*Expecting"),
+    ("{itos", "not a vocabulary file.*Expecting"),
     ('{"words": []}', r"must be \{'itos'"),
     ('{"itos": ["a", "b"]}', "must start with"),
 ])

@@ -19,7 +19,7 @@ import torch
 
 from xmrlib.config import chapter_config
 from xmrlib.models.vsepp import VSE0_FLAGS, VSEPP_FLAGS
-from xmrlib.runs import chapter_train_config, fit_or_load, planned_run
+from xmrlib.runs import chapter_train_config, fit_or_load, planned_run, run_vocabulary
 from xmrlib.train import FitResult, TrainConfig
 
 #: constructor argument -> chapter config key of the dual encoders (VSE, VSE++) and SCAN
@@ -81,7 +81,7 @@ RUNS: dict[tuple[str, str], ChapterRun] = {
 
 def chapter_run(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: int = 0,
                 device: str | torch.device = "auto", progress: bool = False,
-                **params: Any) -> FitResult:
+                dataset: str = "shapes", **params: Any) -> FitResult:
     """Train (or reload) the run ``name`` of ``chapter`` (a key of :data:`RUNS`).
 
     ``train`` / ``dev`` are the data set's whole training and dev splits (a run with ``subset``
@@ -90,23 +90,24 @@ def chapter_run(chapter: str, name: str, train: Any, dev: Any, profile: str, see
     constructor values of the chapter in ``hparams``, and ``n_train_images`` /
     ``n_dev_images`` of the run's own chapter.
     """
-    model, config, cfg, train, dev = _resolve(chapter, name, train, dev, profile, seed, params)
+    model, config, cfg, train, dev = _resolve(chapter, name, train, dev, profile, seed, dataset,
+                                              params)
     return fit_or_load(model, config, train, dev, cfg, device=device, progress=progress)
 
 
 def chapter_run_dir(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: int = 0,
-                    **params: Any) -> Path:
+                    dataset: str = "shapes", **params: Any) -> Path:
     """The run folder :func:`chapter_run` trains or reloads, found without training."""
-    model, config, cfg, train, dev = _resolve(chapter, name, train, dev, profile, seed, params)
+    model, config, cfg, train, dev = _resolve(chapter, name, train, dev, profile, seed, dataset,
+                                              params)
     return planned_run(model, config, train, dev, cfg)[1]
 
 
 def _resolve(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: int,
-             params: dict[str, Any]) -> tuple[str, dict[str, Any], TrainConfig, Any, Any]:
+             dataset: str, params: dict[str, Any]
+             ) -> tuple[str, dict[str, Any], TrainConfig, Any, Any]:
     """Model name, constructor arguments, training config and the splits of a named run."""
     from xmrlib.data import first_images
-    from xmrlib.vocab import Vocabulary
-
     if (chapter, name) not in RUNS:
         known = ", ".join(f"{c} {n!r}" for c, n in RUNS if c == chapter) or "none"
         raise ValueError(f"no run {name!r} in chapter {chapter!r}: its runs are {known} "
@@ -117,13 +118,14 @@ def _resolve(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: 
         raise ValueError(f"run {chapter} {name!r} trains on the whole splits: it takes no "
                          f"{', '.join(subset)}")
     if spec.subset:
-        counts = chapter_config(chapter, profile, **subset)
+        counts = chapter_config(chapter, profile, dataset=dataset, **subset)
         train = first_images(train, counts["n_train_images"])
         dev = first_images(dev, counts["n_dev_images"])
-    hp = chapter_config(spec.hparams, profile, **params)
-    cfg = chapter_train_config(spec.hparams, profile, seed=seed, **{k: hp[k] for k in TRAIN_KEYS})
+    hp = chapter_config(spec.hparams, profile, dataset=dataset, **params)
+    cfg = chapter_train_config(spec.hparams, profile, seed=seed, dataset=dataset,
+                               **{k: hp[k] for k in TRAIN_KEYS})
     config = {"img_dim": int(train.images.shape[-1]),
               **{arg: hp[key] for arg, key in spec.from_config.items()}, **spec.flags}
     if spec.vocab:
-        config["vocab"] = Vocabulary.build(train.captions).to_dict()
+        config["vocab"] = run_vocabulary(train, profile, dataset).to_dict()
     return spec.model, config, cfg, train, dev

@@ -20,17 +20,25 @@ from torch import nn
 from xmrlib.distributed import dist_env
 from xmrlib.models import build_model
 from xmrlib.train import FitResult, TrainConfig, fit
+from xmrlib.vocab import Vocabulary
 from xmrlib.utils import build_dir, config_hash, resolve_device, seed_everything
 
 
 def data_identity(data: Any) -> dict[str, Any]:
-    """What identifies a training split: the Shapes manifest when there is one, else its
-    folder, split and sizes."""
+    """What identifies a training split, by content: its split and sizes, the manifest (Shapes'
+    generator settings, a cut by ``first_images``) and the content fingerprint of its files
+    (:mod:`xmrlib.data.fingerprint`), each when present. Never the folder: moved data finds its
+    runs, replaced data at the same path does not."""
     ident = {"split": data.split, "n_images": int(len(data.images)),
              "n_captions": len(data.captions)}
     if data.manifest:
-        return {**ident, "manifest": config_hash(data.manifest)}
-    return {**ident, "root": str(Path(data.root).resolve())}
+        ident["manifest"] = config_hash(data.manifest)
+    if getattr(data, "fingerprint", ""):
+        ident["fingerprint"] = data.fingerprint
+    if len(ident) == 3:
+        raise ValueError(f"data_identity: split {data.split!r} of {data.root} has neither a "
+                         "manifest nor a content fingerprint; load it with xmrlib.data")
+    return ident
 
 
 def run_data_identity(train_data: Any, dev_data: Any = None) -> dict[str, Any]:
@@ -42,11 +50,19 @@ def run_data_identity(train_data: Any, dev_data: Any = None) -> dict[str, Any]:
     return ident
 
 
+#: TrainConfig fields added after runs were first keyed, with their defaults
+LATER_FIELDS = {"weight_decay": 0.0}
+
+
 def run_dir_for(model_name: str, model_config: dict[str, Any], cfg: TrainConfig,
                 data_id: dict[str, Any], root: str | Path | None = None) -> Path:
     """``build/runs/<model>-<hash>``: the folder ``fit_or_load`` uses for this run."""
+    train = asdict(cfg)
+    for name, default in LATER_FIELDS.items():  # added later: in the key only when set, so
+        if train[name] == default:              # earlier runs keep their folders
+            del train[name]
     key = config_hash({"model": {"name": model_name, "config": model_config},
-                       "train": asdict(cfg), "data": data_id})
+                       "train": train, "data": data_id})
     return Path(root or build_dir() / "runs") / f"{model_name}-{key}"
 
 
@@ -85,28 +101,43 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
                progress=progress, data_id=data_id)
 
 
-def chapter_train_config(chapter: str, profile: str, seed: int = 0, **overrides: Any
-                         ) -> TrainConfig:
-    """The ``TrainConfig`` of a chapter's profile (:mod:`xmrlib.config`), e.g. chapter "03"."""
+def chapter_train_config(chapter: str, profile: str, seed: int = 0, dataset: str = "shapes",
+                         **overrides: Any) -> TrainConfig:
+    """The ``TrainConfig`` of a chapter's profile on ``dataset`` (:mod:`xmrlib.config`), e.g.
+    chapter "03"; model selection uses the data set's dev protocol."""
     from xmrlib.config import chapter_config
 
-    c = chapter_config(chapter, profile)
+    c = chapter_config(chapter, profile, dataset=dataset)
     values = dict(epochs=c["epochs"], lr=c["lr"], lr_update=c["lr_update"],
-                  batch_size=c["batch_size"], seed=seed, eval_protocol=c["protocol"],
+                  batch_size=c["batch_size"], seed=seed, eval_protocol=c["dev_protocol"],
                   eval_batch_size=c["eval_batch_size"])
+    if "weight_decay" in c:
+        values["weight_decay"] = c["weight_decay"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(values)
 
 
-def chapter_model_config(chapter: str, profile: str, train_data: Any, **overrides: Any
-                         ) -> dict[str, Any]:
-    """Constructor arguments of a chapter's dual encoder: vocabulary of the *train* captions,
-    feature size of the data, embedding sizes and margin of the chapter's profile."""
+def run_vocabulary(train_data: Any, profile: str, dataset: str = "shapes") -> Vocabulary:
+    """The vocabulary a run on ``train_data`` uses: the official file beside real features when
+    present, else the training captions' words seen ``vocab_min_count`` times (the profile's
+    value; 4 in ``full``, the official rule); see :func:`xmrlib.vocab.dataset_vocabulary`."""
     from xmrlib.config import chapter_config
-    from xmrlib.vocab import Vocabulary
+    from xmrlib.vocab import dataset_vocabulary
 
-    c = chapter_config(chapter, profile)
-    config = dict(vocab=Vocabulary.build(train_data.captions).to_dict(),
+    folder = None if dataset == "shapes" else train_data.root
+    min_count = chapter_config("common", profile, dataset=dataset)["vocab_min_count"]
+    return dataset_vocabulary(train_data.captions, folder, dataset, min_count=min_count)[0]
+
+
+def chapter_model_config(chapter: str, profile: str, train_data: Any, dataset: str = "shapes",
+                         **overrides: Any) -> dict[str, Any]:
+    """Constructor arguments of a chapter's dual encoder: the run's vocabulary
+    (:func:`run_vocabulary`), feature size of the data, embedding sizes and margin of the
+    chapter's profile."""
+    from xmrlib.config import chapter_config
+
+    c = chapter_config(chapter, profile, dataset=dataset)
+    config = dict(vocab=run_vocabulary(train_data, profile, dataset).to_dict(),
                   img_dim=int(train_data.images.shape[-1]), embed_size=c["embed_size"],
                   word_dim=c["word_dim"], margin=c["margin"])
     config.update({k: v for k, v in overrides.items() if v is not None})
@@ -116,13 +147,14 @@ def chapter_model_config(chapter: str, profile: str, train_data: Any, **override
 def fit_chapter_model(chapter: str, model_name: str, train_data: Any, dev_data: Any,
                       profile: str, seed: int = 0, device: str | torch.device = "auto",
                       progress: bool = True, train_overrides: dict[str, Any] | None = None,
-                      **model_overrides: Any) -> FitResult:
+                      dataset: str = "shapes", **model_overrides: Any) -> FitResult:
     """Train (or reuse) the run a chapter defines, e.g. ``fit_chapter_model("03", "vsepp", ...)``.
 
     Later chapters call it with the same arguments to get chapter 03's VSE++ without training.
     """
-    cfg = chapter_train_config(chapter, profile, seed=seed, **(train_overrides or {}))
-    config = chapter_model_config(chapter, profile, train_data, **model_overrides)
+    cfg = chapter_train_config(chapter, profile, seed=seed, dataset=dataset,
+                               **(train_overrides or {}))
+    config = chapter_model_config(chapter, profile, train_data, dataset=dataset, **model_overrides)
     return fit_or_load(model_name, config, train_data, dev_data, cfg, device=device,
                        progress=progress)
 

@@ -43,6 +43,7 @@ class TrainConfig:
     lr_update: int | None = 15  # multiply the lr by lr_gamma every lr_update epochs (None: never)
     lr_gamma: float = 0.1
     grad_clip: float = 2.0  # max gradient norm (0: no clipping)
+    weight_decay: float = 0.0  # Adam's L2 penalty (A3VSE: 1e-6)
     batch_size: int = 128
     ckpt_every_steps: int = 0  # also checkpoint within an epoch every N steps (0: epoch ends only)
     seed: int = 0
@@ -169,7 +170,7 @@ def _start(model: nn.Module, loader: Any, cfg: TrainConfig, run_dir: Path, resum
     if gather and "gather" not in inspect.signature(model.loss).parameters:
         raise ValueError(f"model {model.name!r} cannot gather negatives across ranks "
                          "(its loss has no 'gather' argument): set gather_negatives=False")
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=cfg.lr_update or 10**9, gamma=cfg.lr_gamma)
     state = _TrainState(model, wrapped, optimizer, scheduler, loader, cfg, run_dir, dev, rank,

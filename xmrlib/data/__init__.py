@@ -2,10 +2,10 @@
 
 from xmrlib.data.loaders import (CaptionDataset, CaptionLoader, caption_batches, image_batches,
                                  make_loader)
-from xmrlib.data.precomp import (DataError, PrecompData, first_images, get_dataset,
-                                 load_precomp)
+from xmrlib.data.precomp import (SEMANTICS_FORMAT, DataError, PrecompData, first_images,
+                                 get_dataset, load_precomp)
 from xmrlib.data.shapes import COLOURS, caption_is_true, caption_truth, make_shapes
 
-__all__ = ["COLOURS", "CaptionDataset", "CaptionLoader", "DataError", "PrecompData",
+__all__ = ["SEMANTICS_FORMAT", "COLOURS", "CaptionDataset", "CaptionLoader", "DataError", "PrecompData",
            "caption_batches", "caption_is_true", "caption_truth", "first_images", "get_dataset",
            "image_batches", "load_precomp", "make_loader", "make_shapes"]

@@ -21,7 +21,9 @@ Tokenizer = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
 
 
 class CaptionDataset:
-    """Item ``j`` = caption ``j`` (pre-tokenised) with its image ``j // captions_per_image``."""
+    """Item ``j`` = caption ``j`` (pre-tokenised) with its image ``j // captions_per_image``,
+    whose features are row ``j`` of ``data.caption_images`` when the data set stores one row per
+    caption (vsepp's 10-crop files, ``im_div = 1``), else row ``j // captions_per_image``."""
 
     def __init__(self, data: PrecompData, tokenizer: Tokenizer) -> None:
         self.data = data
@@ -36,7 +38,9 @@ class CaptionDataset:
         img = idx // self.data.captions_per_image
         lengths = self.lengths[idx]
         n_reg = self.data.n_regions if self.data.n_regions is not None else None
-        images = torch.from_numpy(np.ascontiguousarray(self.data.images[img], dtype=np.float32))
+        rows = self.data.images[img] if self.data.caption_images is None else \
+            self.data.caption_images[idx]
+        images = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
         if images.ndim == 2:
             images = images[:, None, :]                           # (B, D) -> (B, 1, D)
         return {"images": images,

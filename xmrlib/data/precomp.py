@@ -3,7 +3,11 @@
 Follows the data layout of the SCAN reference code (kuanghuei/SCAN, ``data.py``): features
 ``{split}_ims.npy`` (N, R, D) or (N, D), captions ``{split}_caps.txt`` 5 per image, image-major;
 when features are stored once per caption (N_ims == N_caps) ``im_div`` is 5; dev is truncated to
-5000 captions (1000 images). Every malformed input raises :class:`DataError` naming the file.
+5000 captions (1000 images). Every malformed input raises :class:`DataError` naming the file:
+features must be floating point, finite (checked on a sample of rows at load time) and of rank
+2 or 3. Features stored once per caption (vsepp's 10-crop files) keep every row: training pairs
+caption ``j`` with row ``j`` (``PrecompData.caption_images``) as vsepp does, and ``images``
+holds row ``5i`` of each image, the row vsepp's evaluation uses.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ REAL_DATASETS = ("f30k_precomp", "coco_precomp")
 REAL_DATA_HELP = ("Real features come from SCAN's precomputed-feature release (bottom-up "
                   "attention regions, the f30k_precomp / coco_precomp folders); see the book's "
                   "real-data guide page for where to get them and the expected layout.")
+#: Separator of the entries of a semantics line, and the format every message states.
+SEMANTICS_SEPARATOR = "|"
+SEMANTICS_FORMAT = ("one line per image, in the order of {split}_ims.npy, its regional semantics "
+                    "as 'phrase:confidence' entries joined by '|', sorted by confidence, "
+                    "descending, confidence in [0, 1], e.g. 'blue car:0.93|white building:0.88'; "
+                    "an empty line means nothing detected")
+#: Rows read to check that features are finite (evenly spaced, first and last included).
+FINITE_SAMPLE_ROWS = 32
 
 
 class DataError(ValueError):
@@ -41,6 +53,8 @@ class PrecompData:
     semantics: list[list[tuple[str, float]]] | None = None
     image_paths: list[Path] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    caption_images: np.ndarray | None = None   # (5N, R, D) / (5N, D): one row per caption
+    fingerprint: str = ""                      # content of the split's files (data.fingerprint)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -49,8 +63,9 @@ class PrecompData:
 def first_images(data: PrecompData, n: int | None) -> PrecompData:
     """The first ``n`` images of a split with their captions and extras (the split for None).
 
-    The cut is recorded in the manifest (``first_images``, ``source``), which enters the
-    configuration hash of a training run, so the same cut finds the same run folder.
+    The cut is recorded in the manifest (``first_images``), which enters the identity of a
+    training run with the split's content fingerprint, so the same cut of the same data finds
+    the same run folder wherever the data lies.
     """
     if n is None or n >= len(data):
         return data
@@ -65,7 +80,9 @@ def first_images(data: PrecompData, n: int | None) -> PrecompData:
                    n_regions=head(data.n_regions), boxes=head(data.boxes),
                    groups=head(data.groups), scenes=head(data.scenes),
                    semantics=head(data.semantics), image_paths=head(data.image_paths),
-                   manifest={**data.manifest, "first_images": n, "source": str(data.root)})
+                   caption_images=(None if data.caption_images is None
+                                   else data.caption_images[:k * n]),
+                   manifest={**data.manifest, "first_images": n})
 
 
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
@@ -94,9 +111,13 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def parse_semantics_line(line: str, path: Path, lineno: int) -> list[tuple[str, float]]:
-    """Parse ``phrase:conf|phrase:conf`` (empty line = no detection), sorted by confidence."""
+    """Parse one line of ``{split}_semantics.txt`` (:data:`SEMANTICS_FORMAT`): entries
+    ``phrase:confidence`` joined by ``|``, sorted by confidence; an empty line = no detection.
+    A line that breaks the format is a :class:`DataError` naming the file and the line."""
+    if "\t" in line:
+        raise DataError(f"{path}, line {lineno}: found a tab; expected {SEMANTICS_FORMAT}")
     items: list[tuple[str, float]] = []
-    for part in line.split("|") if line.strip() else []:
+    for part in line.split(SEMANTICS_SEPARATOR) if line.strip() else []:
         phrase, sep, conf = part.rpartition(":")
         try:
             value = float(conf)
@@ -109,6 +130,20 @@ def parse_semantics_line(line: str, path: Path, lineno: int) -> list[tuple[str, 
     if any(a[1] < b[1] for a, b in zip(items, items[1:])):
         raise DataError(f"{path}, line {lineno}: items must be sorted by confidence, descending")
     return items
+
+
+def check_features(images: np.ndarray, path: Path) -> None:
+    """Features must be floating point and finite: checks the dtype, then reads
+    :data:`FINITE_SAMPLE_ROWS` evenly spaced rows (cheap on a memory map) for NaN or inf."""
+    if images.dtype.kind != "f":
+        raise DataError(f"{path}: features of dtype {images.dtype}, expected floating point "
+                        "(float32 as SCAN's and vsepp's files; float16/float64 are converted)")
+    n = images.shape[0]
+    rows = np.unique(np.linspace(0, n - 1, min(n, FINITE_SAMPLE_ROWS)).astype(np.int64))
+    for r in rows:
+        if not np.isfinite(np.asarray(images[r])).all():
+            raise DataError(f"{path}: row {r} holds NaN or infinite values; expected finite "
+                            "features (a failed extraction or a corrupt file?)")
 
 
 def load_precomp(root: str | Path, split: str, max_dev_captions: int | None = 5000,
@@ -133,9 +168,11 @@ def load_precomp(root: str | Path, split: str, max_dev_captions: int | None = 50
     cpi = captions_per_image
     if len(captions) % cpi:
         raise DataError(f"{caps_path}: {len(captions)} captions, expected a multiple of {cpi}")
+    check_features(images, ims_path)
     n_img = len(captions) // cpi
+    per_caption = None
     if images.shape[0] == len(captions) and n_img != images.shape[0]:
-        images = images[::cpi]  # features stored once per caption: im_div = 5
+        per_caption, images = images, images[::cpi]  # one row per caption: vsepp's im_div = 1
     elif images.shape[0] != n_img:
         raise DataError(f"{caps_path}: {len(captions)} captions for {images.shape[0]} images in "
                         f"{ims_path.name}; expected {cpi} x {images.shape[0]}")
@@ -143,8 +180,12 @@ def load_precomp(root: str | Path, split: str, max_dev_captions: int | None = 50
     if split == "dev" and max_dev_captions is not None and len(captions) > max_dev_captions:
         n = max_dev_captions // cpi
         images, captions = images[:n], captions[: n * cpi]
+        per_caption = None if per_caption is None else per_caption[: n * cpi]
+    from xmrlib.data.fingerprint import split_fingerprint
+
     data = PrecompData(root=root, split=split, images=images, captions=captions,
-                       captions_per_image=cpi)
+                       captions_per_image=cpi, caption_images=per_caption,
+                       fingerprint=split_fingerprint(root, split))
     _load_extras(data, n)
     return data
 
@@ -204,7 +245,8 @@ def _load_extras(data: PrecompData, n: int) -> None:
 def get_dataset(dataset: str, data_root: str | Path | None = None, profile: str = "default",
                 seed: int = 0, features: str | None = None) -> Path:
     """Folder of ``dataset``: Shapes is generated once (cached under ``build_dir()/data``);
-    real precomp data must be in ``data_root/dataset`` or ``data_root``."""
+    real precomp data must be in ``data_root/dataset`` or ``data_root``, and is checked as a
+    whole (:func:`xmrlib.data.validate.check_dataset`) before it is returned."""
     from xmrlib.config import COMMON
     from xmrlib.utils import build_dir, config_hash
 
@@ -227,20 +269,8 @@ def get_dataset(dataset: str, data_root: str | Path | None = None, profile: str 
                 and json.loads(manifest.read_text(encoding="utf-8")) == expected):
             make_shapes(folder, **kwargs)
         return folder
-    if dataset not in REAL_DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: expected shapes, "
-                         f"{', '.join(REAL_DATASETS)}")
-    if data_root is None:
-        raise DataError(f"dataset {dataset!r} needs data_root (a folder holding {dataset}/ or "
-                        f"its files). {REAL_DATA_HELP}")
-    root = Path(data_root)
-    for folder in (root / dataset, root):
-        if (folder / "train_caps.txt").is_file() or (folder / "test_caps.txt").is_file():
-            missing = [f for s in ("train", "dev", "test") for f in (f"{s}_ims.npy", f"{s}_caps.txt")
-                       if not (folder / f).is_file()]
-            if missing and not (dataset == "coco_precomp" and (folder / "testall_caps.txt").is_file()
-                                and all(m.startswith("test_") for m in missing)):
-                raise DataError(f"{folder}: missing {', '.join(missing)}. {REAL_DATA_HELP}")
-            return folder
-    raise DataError(f"no {dataset} files in {root / dataset} or {root} (expected train/dev/test "
-                    f"_ims.npy and _caps.txt). {REAL_DATA_HELP}")
+    from xmrlib.data.validate import check_dataset, find_dataset_folder
+
+    folder = find_dataset_folder(dataset, data_root)
+    check_dataset(dataset, folder)
+    return folder

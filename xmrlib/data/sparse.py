@@ -39,11 +39,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xmrlib.data.precomp import PrecompData
+from xmrlib.data.precomp import SEMANTICS_FORMAT, PrecompData
 
-SEMANTICS_FORMAT = ("one line per image, its regional semantics sorted by confidence: "
-                    "'phrase:confidence' entries separated by tabs, e.g. "
-                    "'blue car:0.93<TAB>white building:0.88'; an empty line means nothing detected")
 SEMANTIC_KINDS = ("regional", "global")
 Tokenizer = Callable[[list[str]], tuple[Tensor, Tensor]]
 
@@ -150,6 +147,8 @@ class SparseSplit:
                        else [self.data.semantics[i] for i in idx]),
             image_paths=(None if self.data.image_paths is None
                          else [self.data.image_paths[i] for i in idx]),
+            caption_images=(None if self.data.caption_images is None else np.ascontiguousarray(
+                self.data.caption_images[self.caption_ids.reshape(-1)])),
             manifest={**self.data.manifest, "sparse": self.identity()})
 
     def semantic_sequences(self, kind: str = "regional", min_confidence: float = 0.0,
@@ -180,8 +179,13 @@ def semantic_sequences(data: PrecompData, images: np.ndarray, kind: str = "regio
 def _require_semantics(data: PrecompData) -> None:
     if data.semantics is None:
         path = Path(data.root) / f"{data.split}_semantics.txt"
+        fmt = SEMANTICS_FORMAT.replace("{split}", data.split)
         raise ValueError(f"{path}: A3VSE needs the regional semantics of the training images "
-                         f"and this file is missing. Expected format: {SEMANTICS_FORMAT}")
+                         f"and this file is missing. Make it beside {data.split}_ims.npy: "
+                         f"{fmt}. Real regional semantics come from a Visual Genome detector: "
+                         "the bottom-up-attention model that extracted the features predicts an "
+                         "attribute and a class with a score for each of its regions, written "
+                         "as 'attribute class:score' (see the book's real-data guide)")
 
 
 def sparse_split(data: PrecompData, image_fraction: float, captions_per_image: int,
