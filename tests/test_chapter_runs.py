@@ -30,9 +30,10 @@ def subsets(monkeypatch):
 
     for profile in PROFILES:
         for chapter, (n_train, n_dev) in {"04": (40, None), "05": (30, 12)}.items():
-            values = config.CHAPTERS[chapter][profile]
-            monkeypatch.setitem(values, "n_train_images", n_train)
-            monkeypatch.setitem(values, "n_dev_images", n_dev)
+            deltas = config.PROFILE_DELTAS[profile]
+            monkeypatch.setitem(deltas, chapter, {**deltas.get(chapter, {}),
+                                                  "n_train_images": n_train,
+                                                  "n_dev_images": n_dev})
 
 
 def as_chapter_does(chapter, model_name, train, dev, profile, seed, train_overrides=None,
