@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
@@ -104,7 +105,8 @@ class DualEncoder(nn.Module):
         """Loss over the (global, if ``gather``) batch: image k matches caption k."""
         if gather is not None:
             img, cap = gather(img), gather(cap)  # (b, e) -> (B, e) on every rank
-        scores = self.similarity(img.float(), cap.float())  # (B, B), positives on the diagonal
+        dtype = torch.promote_types(img.dtype, torch.float32)  # bf16 autocast -> float32
+        scores = self.similarity(img.to(dtype), cap.to(dtype))  # (B, B), positives on the diagonal
         max_violation = self.uses_max_violation(progress)
         loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=max_violation)
         return loss, {"max_violation": float(max_violation)}
