@@ -47,6 +47,7 @@ TRANSFORMS = ("raw", "center", "l2", "center_l2", "std", "nobg")
 #: recipe name -> (model, epochs, lr, embed, word_dim, warmup, lr_update)
 RECIPES = {
     "vsepp-full": ("vsepp", 5, 2e-4, 1024, 300, 0.0, None),   # VSE++ paper: no warm-up
+    "vsepp-full-warm": ("vsepp", 5, 2e-4, 1024, 300, 0.1, None),  # chapter 03 full: warm-up
     "vsepp-default": ("vsepp", 5, 2e-3, 128, 64, 0.2, 4),     # chapter 03 default
     "scan-default": ("scan", 2, 2e-3, 64, 64, 0.5, 1),        # chapter 04 default
     "scan-default-nowarm": ("scan", 2, 2e-3, 64, 64, 0.0, 1),
