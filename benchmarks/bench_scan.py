@@ -12,6 +12,25 @@ temporaries), so its time, and every ratio to it, swings with other processes' l
 to the floor is the steadier figure.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_scan.py --images 1000 --captions 200
+
+Two end-to-end modes measure what the library does at the papers' test sizes instead of
+extrapolating from the kernel (both with the ``full`` profile's SCAN t2i LSE: embedding 1024,
+words 300, bi-GRU):
+
+* ``--coco5k FOLDER``: writes (once) a COCO ``testall`` split in SCAN's precomp layout into
+  FOLDER (5000 x 36 x 2048 float32 non-negative sparse features, 1.4 GB, and 25 000 captions),
+  then runs :func:`xmrlib.evaluation.evaluate` with protocol ``5k`` on it in a child process
+  that reads the features memory-mapped, as ``reproduce evaluate`` does. Prints the wall time
+  of each stage (encoding, scoring, recalls) and the peak resident memory, split into
+  anonymous memory (what the process allocates) and file-backed pages (the memory-mapped
+  features, which the kernel can drop), sampled every 0.2 s.
+* ``--f30k1k``: Flickr30K's 1K test, 1000 images x 5000 captions at d = 1024: ``xattn_scores``
+  on all 5000 captions against the official evaluation loop (``shard_xattn_t2i``: shards of
+  128 images x 128 captions, one caption at a time inside a shard) on the first ``--captions``
+  captions, whose time is multiplied by 5000 / ``--captions`` (labelled *extrapolated*).
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scan.py --coco5k build/coco5k
+    OMP_NUM_THREADS=1 python benchmarks/bench_scan.py --f30k1k --captions 250
 """
 
 from __future__ import annotations
@@ -77,6 +96,216 @@ def memory_child(n_img: int, n_cap: int, d: int, folder: str) -> None:
     print(f"{peak:.0f} {dt:.2f} {tuple(out.shape)}")
 
 
+def official_shard_loop(images: torch.Tensor, captions: torch.Tensor, cap_lens: torch.Tensor,
+                        shard: int = 128) -> torch.Tensor:
+    """The official evaluation's ``shard_xattn_t2i``: shards of ``shard`` images x ``shard``
+    captions, each scored by the per-caption loop (:func:`loop_scores`)."""
+    out = torch.zeros(images.shape[0], captions.shape[0])
+    for i0 in range(0, images.shape[0], shard):
+        for j0 in range(0, captions.shape[0], shard):
+            out[i0:i0 + shard, j0:j0 + shard] = loop_scores(
+                images[i0:i0 + shard], captions[j0:j0 + shard], cap_lens[j0:j0 + shard])
+    return out
+
+
+def f30k1k(n_loop: int, dim: int, n_img: int = 1000, n_cap: int = 5000) -> None:
+    """Flickr30K 1K test (1000 x 5000): ours measured in full, the official loop on
+    ``n_loop`` captions and extrapolated to ``n_cap``."""
+    torch.set_grad_enabled(False)
+    images = features(n_img, 36, dim, 0)
+    lens = torch.randint(8, 17, (n_cap,), generator=torch.Generator().manual_seed(1))
+    caps = features(n_cap, int(lens.max()), dim, 2)
+    def clocked(fn):
+        """fn() with its wall and CPU seconds (CPU: less sensitive to other processes)."""
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        return out, time.perf_counter() - w0, time.process_time() - c0
+
+    ours, w_ours, c_ours = clocked(lambda: xattn_scores(images, caps, lens))
+    loop, w_loop, c_loop = clocked(
+        lambda: official_shard_loop(images, caps[:n_loop], lens[:n_loop]))
+    err = float((loop - ours[:, :n_loop]).abs().max())
+    scale = n_cap / n_loop
+    print(f"Flickr30K 1K test ({n_img} x {n_cap}): {n_img} images x 36 regions x {n_cap} captions (mean length "
+          f"{lens.float().mean():.1f}), d = {dim}, threads = {torch.get_num_threads()}")
+    print(f"xattn_scores t2i, all {n_cap} captions (measured): {c_ours:.1f} s CPU "
+          f"({w_ours:.1f} s wall)")
+    print(f"official shard_xattn_t2i loop, {n_loop} captions (measured): {c_loop:.1f} s CPU "
+          f"({w_loop:.1f} s wall); {n_cap} captions (extrapolated x{scale:g}): "
+          f"{c_loop * scale:.0f} s CPU = {c_loop * scale / c_ours:.1f}x ours")
+    print(f"max |loop - ours| on the measured slice = {err:.2e}")
+
+
+# ----------------------------------------------------------------------------- COCO 5K
+
+COCO_IMAGES, COCO_REGIONS, COCO_DIM = 5000, 36, 2048
+
+
+def coco_caption_lengths(n: int, seed: int = 0) -> np.ndarray:
+    """Words per caption: 8-16 uniformly (COCO captions average about 10-11 words), with a
+    tail of 0.1 % at 17-40 words so that padding to the longest caption costs what it would."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(8, 17, n)
+    tail = rng.choice(n, max(1, n // 1000), replace=False)
+    words[tail] = rng.integers(17, 41, len(tail))
+    words[tail[0]] = 40
+    return words
+
+
+def write_coco_testall(folder: Path) -> None:
+    """COCO ``testall`` in SCAN's precomp layout: ``testall_ims.npy`` (5000, 36, 2048) float32,
+    ReLU-like (about 70 % exact zeros, like bottom-up-attention features), and
+    ``testall_caps.txt`` (25 000 captions of made-up words). Written once; kept if present."""
+    from bench_scale import made_up_words  # noqa: E402  (sibling benchmark)
+
+    ims, caps = folder / "testall_ims.npy", folder / "testall_caps.txt"
+    if ims.exists() and caps.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(ims.with_suffix(".tmp.npy"), mode="w+", dtype=np.float32,
+                                    shape=(COCO_IMAGES, COCO_REGIONS, COCO_DIM))
+    rng = np.random.default_rng(0)
+    for i0 in range(0, COCO_IMAGES, 250):
+        block = rng.standard_normal((min(250, COCO_IMAGES - i0), COCO_REGIONS, COCO_DIM),
+                                    dtype=np.float32)
+        out[i0:i0 + len(block)] = np.maximum(block - 0.5, 0.0) * 2.0
+    out.flush()
+    del out
+    ims.with_suffix(".tmp.npy").rename(ims)
+    words = np.asarray(made_up_words(1000))
+    rng = np.random.default_rng(1)
+    lines = [" ".join(rng.choice(words, k)) for k in coco_caption_lengths(5 * COCO_IMAGES)]
+    caps.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+class MemoryWatch:
+    """Peak VmRSS, RssAnon and RssFile of this process (MiB), sampled every ``interval`` s by
+    a thread; ``log`` (a callable) gets a line every ``every`` s."""
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+    def __init__(self, interval: float = 0.2, every: float = 60.0, log=print) -> None:
+        import threading
+
+        self.peak = dict.fromkeys(self.FIELDS, 0.0)
+        self.interval, self.every, self.log = interval, every, log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.stage, self.t0 = "start", time.perf_counter()
+
+    def sample(self) -> dict[str, float]:
+        now = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in self.FIELDS:
+                now[key] = int(line.split()[1]) / 1024
+        for k, v in now.items():
+            self.peak[k] = max(self.peak[k], v)
+        return now
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(self.interval):
+            now = self.sample()
+            if time.perf_counter() - last >= self.every:
+                last = time.perf_counter()
+                self.log(f"[{last - self.t0:7.0f} s] {self.stage}: RSS {now['VmRSS']:.0f} MiB "
+                         f"(anon {now['RssAnon']:.0f}, file {now['RssFile']:.0f}); peak "
+                         f"{self.peak['VmRSS']:.0f}")
+
+    def __enter__(self) -> "MemoryWatch":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def coco5k_child(folder: str) -> None:
+    """Evaluate the full-profile SCAN on ``folder``'s testall (protocol 5k) and print JSON:
+    stage times (s) and peak memory (MiB)."""
+    import json
+
+    from xmrlib.data import load_precomp
+    from xmrlib.evaluation import evaluate
+    from xmrlib.models import build_model
+    from xmrlib.vocab import Vocabulary
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    torch.manual_seed(0)
+    with MemoryWatch(log=log) as mem:
+        data = load_precomp(folder, "testall")
+        vocab = Vocabulary.build(data.captions).to_dict()
+        model = build_model("scan", vocab=vocab, img_dim=COCO_DIM, embed_size=1024,
+                            word_dim=300, lambda_softmax=9.0, lambda_lse=6.0)
+        times: dict[str, float] = {}
+        similarity, calls = model.similarity, [0]
+
+        def timed_similarity(*args, **kwargs):  # marks the end of encoding, logs progress
+            if not calls[0]:
+                times["encode_s"], times["encode_cpu_s"] = clock()
+                mem.stage = "scoring"
+            calls[0] += 1
+            out = similarity(*args, **kwargs)
+            wall, cpu = clock()
+            log(f"[{time.perf_counter() - mem.t0:7.0f} s] scored caption chunk {calls[0]} "
+                f"({wall:.0f} s wall, {cpu:.0f} s CPU since the start)")
+            times["score_end"], times["score_cpu_end"] = wall, cpu
+            return out
+
+        def clock() -> tuple[float, float]:
+            """Wall and CPU (user + system) seconds of this process since ``start``."""
+            use = resource.getrusage(resource.RUSAGE_SELF)
+            return time.perf_counter() - start, use.ru_utime + use.ru_stime - cpu0
+
+        model.similarity = timed_similarity
+        mem.stage = "encoding"
+        start, cpu0 = time.perf_counter(), 0.0
+        cpu0 = clock()[1]
+        metrics = evaluate(model, data, protocol="5k", batch_size=128, device="cpu",
+                           progress=False)
+        total, total_cpu = clock()
+    times["score_s"] = times.pop("score_end") - times["encode_s"]
+    times["score_cpu_s"] = times.pop("score_cpu_end") - times["encode_cpu_s"]
+    times["recall_s"] = total - times["encode_s"] - times["score_s"]
+    times["total_s"], times["total_cpu_s"] = total, total_cpu
+    lens = np.array([len(c.split()) + 2 for c in data.captions])
+    print(json.dumps({**times, **{f"peak_{k}_mib": v for k, v in mem.peak.items()},
+                      "n_images": len(data.images), "n_captions": len(data.captions),
+                      "mean_tokens": float(lens.mean()), "max_tokens": int(lens.max()),
+                      "threads": torch.get_num_threads(), "rsum": metrics["rsum"]}))
+
+
+def coco5k(folder: Path) -> None:
+    """Write the COCO testall fixture if needed, evaluate it in a child process, report."""
+    import json
+
+    t0 = time.perf_counter()
+    write_coco_testall(folder)
+    print(f"testall fixture in {folder} ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    out = subprocess.run([sys.executable, __file__, "--coco5k-child", str(folder)],
+                         stdout=subprocess.PIPE, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    cap_mib = r["n_captions"] * r["max_tokens"] * 1024 * 4 / 2**20
+    print(f"COCO 5K, SCAN t2i LSE (full profile, d = 1024), {r['n_images']} images x 36 x "
+          f"{COCO_DIM} memory-mapped, {r['n_captions']} captions (mean {r['mean_tokens']:.1f} "
+          f"tokens, longest {r['max_tokens']}), threads = {r['threads']}")
+    print(f"wall time: encoding {r['encode_s']:.0f} s, scoring {r['score_s']:.0f} s, recalls "
+          f"{r['recall_s']:.1f} s, total {r['total_s']:.0f} s ({r['total_s'] / 60:.1f} min)")
+    print(f"CPU time (user + system; less sensitive to other processes' load): encoding "
+          f"{r['encode_cpu_s']:.0f} s, scoring {r['score_cpu_s']:.0f} s, total "
+          f"{r['total_cpu_s']:.0f} s ({r['total_cpu_s'] / 60:.1f} min)")
+    print(f"peak memory: RSS {r['peak_VmRSS_mib']:.0f} MiB = anonymous {r['peak_RssAnon_mib']:.0f}"
+          f" + file-backed {r['peak_RssFile_mib']:.0f} (peaks of each, sampled every 0.2 s); "
+          f"caption embeddings padded to the longest caption: {cap_mib:.0f} MiB")
+    print(json.dumps(r))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=1000)
@@ -84,10 +313,24 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=1024)
     p.add_argument("--mem-captions", type=int, default=500)
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs of each")
+    p.add_argument("--coco5k", type=Path, metavar="FOLDER",
+                   help="evaluate the full-profile SCAN on a COCO testall written into FOLDER")
+    p.add_argument("--f30k1k", action="store_true",
+                   help="Flickr30K 1K test: ours in full vs the official loop on --captions")
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--coco5k-child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         memory_child(int(a.child[0]), int(a.child[1]), int(a.child[2]), a.child[3])
+        return
+    if a.coco5k_child:
+        coco5k_child(a.coco5k_child)
+        return
+    if a.coco5k:
+        coco5k(a.coco5k)
+        return
+    if a.f30k1k:
+        f30k1k(a.captions, a.dim)
         return
     torch.set_grad_enabled(False)
     images = features(a.images, 36, a.dim, 0)

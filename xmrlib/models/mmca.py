@@ -86,6 +86,34 @@ TERMS = ("both", "self", "cross")
 SENTENCE_NORMS = ("l2", "layernorm_l2")
 
 
+def stable_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """Softmax written out (max shift, exp, sum, divide): the same bits on every x86 CPU.
+
+    ``torch.softmax`` and ``F.scaled_dot_product_attention`` run CPU kernels vectorised for the
+    machine's instruction set (``torch.backends.cpu.get_cpu_capability()``), so an AVX2 and an
+    AVX-512 machine get different last bits, which training amplifies (CONTRIBUTING.md,
+    "Reproducibility"); the elementwise ops, ``amax`` and ``sum`` used here do not depend on it.
+    """
+    shift = x.amax(dim, keepdim=True).detach()
+    if torch.is_grad_enabled() and x.requires_grad:
+        e = (x - shift).exp()
+        return e / e.sum(dim, keepdim=True)
+    e = x.sub(shift).exp_()  # no autograd: one buffer, overwritten in place
+    return e.div_(e.sum(dim, keepdim=True))
+
+
+def ngram_conv(words: Tensor, conv: nn.Conv1d) -> Tensor:
+    """``conv`` over words (n, L, in), zero-padded on the right so that every position starts a
+    window -> (n, L, out). One matrix product over the unfolded windows: the same numbers as
+    ``nn.Conv1d`` to rounding, but the same bits on every x86 CPU (``Conv1d`` runs oneDNN
+    kernels generated for the machine's instruction set)."""
+    n, length, channels = words.shape
+    size = conv.kernel_size[0]
+    padded = F.pad(words, (0, 0, 0, size - 1))  # (n, L + size - 1, in)
+    windows = padded.unfold(1, size, 1).reshape(n, length, channels * size)  # (n, L, in*size)
+    return windows @ conv.weight.reshape(conv.out_channels, -1).t() + conv.bias  # (n, L, out)
+
+
 class TransformerUnit(nn.Module):
     """One Transformer unit (MMCA Fig. 3): multi-head attention and a position-wise FFN, each
     followed by a residual connection and LayerNorm (post-norm, as Vaswani et al.).
@@ -110,9 +138,13 @@ class TransformerUnit(nn.Module):
     def attention_weights(self, x: Tensor, mask: Tensor) -> Tensor:
         """Softmax attention weights (n, heads, T, T) of Eq. 1 (rows of padded queries too)."""
         q, k, _ = self._qkv(x)
-        logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (n, h, T, T)
+        return self._weights(q, k, mask)
+
+    @staticmethod
+    def _weights(q: Tensor, k: Tensor, mask: Tensor) -> Tensor:
+        logits = (q / math.sqrt(q.shape[-1])) @ k.transpose(-1, -2)  # (n, h, T, T)
         logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
-        return logits.softmax(dim=-1)
+        return stable_softmax(logits)
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         n, t, d = x.shape
@@ -123,7 +155,8 @@ class TransformerUnit(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         n, t, d = x.shape
         q, k, v = self._qkv(x)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        # written out, not F.scaled_dot_product_attention: the same bits on every CPU
+        attn = self._weights(q, k, mask) @ v  # (n, h, T, d/h)
         attn = attn.transpose(1, 2).reshape(n, t, d)  # (n, h, T, d/h) -> (n, T, d)
         x = self.norm1(x + self.drop(self.out(attn)))
         x = self.norm2(x + self.drop(self.ffn(x)))
@@ -149,13 +182,12 @@ class NgramCNN(nn.Module):
 
     def forward(self, words: Tensor, lengths: Tensor) -> Tensor:
         mask = length_mask(lengths, words.shape[1])  # (n, L)
-        x = (words * mask.unsqueeze(-1).to(words.dtype)).transpose(1, 2)  # (n, in, L)
+        x = words * mask.unsqueeze(-1).to(words.dtype)  # (n, L, in)
         pooled = []
         for conv in self.convs:
-            size = conv.kernel_size[0]
-            p = F.relu(conv(F.pad(x, (0, size - 1))))  # (n, filters, L)
-            p = p.masked_fill(~mask[:, None, :], float("-inf"))
-            pooled.append(p.max(dim=2).values)
+            p = F.relu(ngram_conv(x, conv))  # (n, L, filters)
+            p = p.masked_fill(~mask[:, :, None], float("-inf"))
+            pooled.append(p.max(dim=1).values)
         out = self.fc(torch.cat(pooled, dim=1))  # (n, 3 * filters) -> (n, d)
         if self.norm is not None:
             out = self.norm(out)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
@@ -108,8 +109,9 @@ class DualEncoder(nn.Module):
         if gather is not None:
             img, cap = gather(img), gather(cap)  # (b, e) -> (B, e) on every rank
         max_violation = self.uses_max_violation(progress)
+        dtype = torch.promote_types(img.dtype, torch.float32)  # bf16 autocast -> float32
         with autocast_off(img):
-            scores = self.similarity(img.float(), cap.float())  # (B, B), positives on the diagonal
+            scores = self.similarity(img.to(dtype), cap.to(dtype))  # (B, B), positives on the diagonal
             loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=max_violation)
         return loss, {"max_violation": float(max_violation)}
 
