@@ -79,6 +79,10 @@ def chapter_calls(profile, train, dev, seed=0):
             **dual["03"], **VSEPP_FLAGS),
         ("04", "SCAN i2t LSE, no warm-up"): scan("scan", "i2t", "LSE", warmup=0),
         ("05", "MMCA"): planned_run("mmca", mmca, tr5, dv5, mmca_cfg)[1],
+        ("05", "MMCA cross only"): planned_run("mmca", {**mmca, "terms": "cross"}, tr5, dv5,
+                                               mmca_cfg)[1],
+        ("05", "MMCA without region self-attention"): planned_run(
+            "mmca", {**mmca, "region_self_attention": False}, tr5, dv5, mmca_cfg)[1],
         ("05", "VSE++"): as_chapter_does("03", "vsepp", tr5, dv5, profile, seed, **VSEPP_FLAGS),
         ("05", "SCAN"): as_chapter_does("04", "scan", tr5, dv5, profile, seed,
                                         warmup=c4["warmup"]),

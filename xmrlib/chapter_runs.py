@@ -73,6 +73,10 @@ RUNS: dict[tuple[str, str], ChapterRun] = {
         "scan", "04", {k: v for k, v in SCAN_I2T.items() if k != "warmup"},
         {"attention": "i2t", "agg": "LSE", "warmup": 0}, subset=True),
     ("05", "MMCA"): ChapterRun("mmca", "05", _MMCA, vocab=False, subset=True),
+    ("05", "MMCA cross only"): ChapterRun("mmca", "05", _MMCA, {"terms": "cross"}, vocab=False,
+                                          subset=True),
+    ("05", "MMCA without region self-attention"): ChapterRun(
+        "mmca", "05", _MMCA, {"region_self_attention": False}, vocab=False, subset=True),
     ("05", "VSE++"): ChapterRun("vsepp", "03", flags=VSEPP_FLAGS, subset=True),
     ("05", "SCAN"): ChapterRun("scan", "04", SCAN_T2I, {"attention": "t2i", "agg": "LSE"},
                                subset=True),

@@ -58,11 +58,12 @@ BASE: dict[str, dict[str, Any]] = {
     # 05 MMCA. Ours: small d, few epochs, a training subset, exact cross-attention evaluation on
     # a test subset, and the sum over all negatives (max_violation False): with hardest
     # negatives from the start and no warm-up, a few hundred steps learn next to nothing.
+    # n_seeds: seeds (seed, seed+1, ...) of every run whose ordering the chapter states.
     "05": {"embed_size": 32, "heads": 4, "alpha": 0.2, "epochs": 4, "batch_size": 16,
            "lr": 2e-3, "lr_update": 3, "max_violation": False, "n_train_images": 800,
            "n_dev_images": 100, "n_eval_images": 200, "hidden_sizes": [16, 64],
            "alphas": [0.0, 0.8], "ablations": True, "two_stage_k": [5, 20, 50],
-           "tsne_points": 300},
+           "tsne_points": 300, "n_seeds": 3},
     # 06 A3VSE. Ours: every run trains steps_per_epoch * epochs steps, and every model (A3VSE
     # and the baselines) sums the hinge over all negatives (max_violation False): with hardest
     # negatives from step 0 and no warm-up, a few hundred steps stay at the collapsed loss
@@ -102,7 +103,7 @@ PROFILE_DELTAS: dict[str, dict[str, dict[str, Any]]] = {
                "cost_images": 100, "cost_captions": 20, "n_test_images": 100},
         "05": {"embed_size": 16, "epochs": 1, "lr_update": None, "n_train_images": 150,
                "n_dev_images": 40, "n_eval_images": 60, "hidden_sizes": [8], "alphas": [0.0],
-               "ablations": False, "two_stage_k": [5], "tsne_points": 60},
+               "ablations": False, "two_stage_k": [5], "tsne_points": 60, "n_seeds": 1},
         "06": {"captions": [1, 5], "degeneration": [1.0, 0.1],
                "degeneration_models": ["vsepp", "scan"],
                "table2_settings": [[0.1, 5], [0.5, 1]], "embed_size": 16, "word_dim": 16,
@@ -139,7 +140,7 @@ PROFILE_DELTAS: dict[str, dict[str, dict[str, Any]]] = {
                "lr_update": 10, "max_violation": True, "n_train_images": None,
                "n_dev_images": None, "n_eval_images": None, "hidden_sizes": [64, 128, 512],
                "alphas": [0.0, 0.1, 0.4, 0.8], "two_stage_k": [10, 50, 100],
-               "tsne_points": 1000},
+               "tsne_points": 1000, "n_seeds": 1},
         # A3VSE (Sec. 4.1): H 512, K 3, words 300, Adam 5e-4 then x0.1 after epoch 16 of 24,
         # weight decay 1e-6, gradients clipped at 2 (TrainConfig's default), batch 128,
         # hardest negatives, the paper's lambda weights, the Flickr30K grid.
