@@ -61,8 +61,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
-from xmrlib.models.common import (RegionProjection, RNNTextEncoder, autocast_off, l2norm,
-                                  length_mask, masked_mean)
+from xmrlib.models.common import (RegionProjection, RNNTextEncoder, autocast_off, full_precision,
+                                  l2norm, length_mask, masked_mean)
 from xmrlib.vocab import Vocabulary
 
 #: discriminator name -> (group, first domain, second domain); domains: v, vu (images), t, s (text)
@@ -231,7 +231,7 @@ class A3VSE(nn.Module):
                    img_lens: Tensor | None = None) -> Tensor:
         """Cosine similarities (n_img, n_cap) of the normalised embeddings, in float32."""
         with autocast_off(img_emb):
-            return img_emb.float() @ cap_emb.float().t()
+            return full_precision(img_emb) @ full_precision(cap_emb).t()
 
     # ------------------------------------------------------------------ losses
 
@@ -239,13 +239,14 @@ class A3VSE(nn.Module):
         """``l^p`` of Eq. 2: hinge both ways (hardest negative, or the sum over all negatives
         without ``max_violation``), averaged over the batch; in float32, outside autocast."""
         with autocast_off(img):
-            scores = self.similarity(img.float(), txt.float())  # (L, L), positives on the diagonal
+            # (L, L), positives on the diagonal
+            scores = self.similarity(full_precision(img), full_precision(txt))
             return hinge_triplet_loss(scores, margin=margin, max_violation=self.max_violation,
                                       reduction="mean")
 
     def adversarial_losses(self, emb: dict[str, Tensor], gamma: float) -> dict[str, Tensor]:
         """BCE (``-l^d``) of every active discriminator on the reversed embeddings."""
-        reversed_emb = {k: gradient_reversal(x.float(), gamma) for k, x in emb.items()}
+        reversed_emb = {k: gradient_reversal(full_precision(x), gamma) for k, x in emb.items()}
         out = {}
         for d in self.active:
             _, a, b = DISCRIMINATORS[d]

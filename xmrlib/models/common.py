@@ -31,6 +31,15 @@ def autocast_off(x: Tensor) -> AbstractContextManager:
     return nullcontext()
 
 
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in at least float32: bfloat16/float16 are promoted, float32 and float64 kept.
+
+    The casts of scores and losses to full precision (see :func:`autocast_off`) must not lower
+    a float64 model (the fidelity tests compare float64 training steps with the official code).
+    """
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def l2norm(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
     """Divide ``x`` by its L2 norm along ``dim`` (``eps`` keeps zero rows at zero)."""
     return x / (x.norm(dim=dim, keepdim=True) + eps)
@@ -114,7 +123,7 @@ class RNNTextEncoder(nn.Module):
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x = self.embed(tokens)  # (n, L, word_dim)
-        packed = pack_padded_sequence(x.float(), lengths.cpu().clamp(min=1), batch_first=True,
+        packed = pack_padded_sequence(x.to(self.rnn.weight_ih_l0.dtype), lengths.cpu().clamp(min=1), batch_first=True,
                                       enforce_sorted=False)
         with autocast_off(x):
             out, hidden = self.rnn(packed)

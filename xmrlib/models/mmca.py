@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmrlib.models.common import autocast_off, l2norm, length_mask, masked_mean, xavier_linear
+from xmrlib.models.common import (autocast_off, full_precision, l2norm, length_mask, masked_mean,
+                                  xavier_linear)
 from xmrlib.text_features import (MINILM_DIM, frozen_features, load_minilm, minilm_features,
                                   wordpiece_tokenize)
 
@@ -313,10 +314,10 @@ class MMCA(nn.Module):
         i1, c1 = self.cross_embeddings(img, cap, img_lens, n_words) if cross else (None, None)
         with autocast_off(img):
             if self.terms == "cross":
-                return (i1.float() * c1.float()).sum(-1)
-            score = (img[:, 0].float() * cap[:, 0].float()).sum(-1)
+                return (full_precision(i1) * full_precision(c1)).sum(-1)
+            score = (full_precision(img[:, 0]) * full_precision(cap[:, 0])).sum(-1)
             if cross:
-                score = score + self.alpha * (i1.float() * c1.float()).sum(-1)
+                score = score + self.alpha * (full_precision(i1) * full_precision(c1)).sum(-1)
         return score
 
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
@@ -325,7 +326,7 @@ class MMCA(nn.Module):
         n_img, n_cap = img_emb.shape[0], cap_emb.shape[0]
         if self.terms == "self" or (self.alpha == 0 and self.terms == "both"):
             with autocast_off(img_emb):
-                return img_emb[:, 0].float() @ cap_emb[:, 0].float().T
+                return full_precision(img_emb[:, 0]) @ full_precision(cap_emb[:, 0]).T
         if cap_lens is None:
             raise ValueError("MMCA.similarity needs cap_lens for the cross-attention term")
         img_idx = torch.arange(n_img, device=img_emb.device).repeat_interleave(n_cap)

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
-from xmrlib.models.common import RNNTextEncoder, RegionProjection, autocast_off, l2norm
+from xmrlib.models.common import (RNNTextEncoder, RegionProjection, autocast_off, full_precision,
+                                  l2norm)
 from xmrlib.models.scan_kernel import (  # xattn_scores: also the public path from here
     AGGREGATIONS, ATTENTIONS, ArrayLike, raw_norm, summax_scores, xattn_scores)
 
@@ -82,8 +83,8 @@ class SCAN(nn.Module):
         if cap_lens is None:
             cap_lens = torch.full((cap_emb.shape[0],), cap_emb.shape[1], dtype=torch.long)
         with autocast_off(img_emb):
-            return xattn_scores(img_emb.float(), cap_emb.float(), cap_lens, img_lens=img_lens,
-                                **self.xattn)
+            return xattn_scores(full_precision(img_emb), full_precision(cap_emb), cap_lens,
+                                img_lens=img_lens, **self.xattn)
 
     def loss(self, batch: dict[str, Tensor], progress: float,
              gather: Any = None) -> tuple[Tensor, dict[str, float]]:
@@ -114,7 +115,7 @@ class SumMax(SCAN):
         if cap_lens is None:
             cap_lens = torch.full((cap_emb.shape[0],), cap_emb.shape[1], dtype=torch.long)
         with autocast_off(img_emb):
-            return summax_scores(img_emb.float(), cap_emb.float(), cap_lens,
+            return summax_scores(full_precision(img_emb), full_precision(cap_emb), cap_lens,
                                  attention=self.xattn["attention"], img_lens=img_lens,
                                  chunk_size=self.xattn["chunk_size"])
 

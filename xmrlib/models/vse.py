@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from xmrlib.losses import hinge_triplet_loss
-from xmrlib.models.common import GlobalImageEncoder, RNNTextEncoder, autocast_off, l2norm
+from xmrlib.models.common import (GlobalImageEncoder, RNNTextEncoder, autocast_off,
+                                  full_precision, l2norm)
 from xmrlib.vocab import Vocabulary
 
 #: all-gathers a (n, d) tensor over ranks -> (N, d), keeping the gradient of the local part
@@ -89,7 +89,7 @@ class DualEncoder(nn.Module):
         """Inner products (n_img, n_cap), in float32 outside autocast; cosine when both sides
         are normalised."""
         with autocast_off(img_emb):
-            return img_emb.float() @ cap_emb.float().t()
+            return full_precision(img_emb) @ full_precision(cap_emb).t()
 
     def uses_max_violation(self, progress: float) -> bool:
         """True when the hardest-negative loss applies at this point of training."""
@@ -109,9 +109,9 @@ class DualEncoder(nn.Module):
         if gather is not None:
             img, cap = gather(img), gather(cap)  # (b, e) -> (B, e) on every rank
         max_violation = self.uses_max_violation(progress)
-        dtype = torch.promote_types(img.dtype, torch.float32)  # bf16 autocast -> float32
         with autocast_off(img):
-            scores = self.similarity(img.to(dtype), cap.to(dtype))  # (B, B), positives on the diagonal
+            # (B, B), positives on the diagonal
+            scores = self.similarity(full_precision(img), full_precision(cap))
             loss = hinge_triplet_loss(scores, margin=self.margin, max_violation=max_violation)
         return loss, {"max_violation": float(max_violation)}
 
