@@ -61,3 +61,18 @@ def test_results_table_names_paper_rows_and_counterparts():
     with pytest.raises(ValueError, match="counterparts"):
         tables.results_table(ours, paper, columns=["i2t_r1"], profile="default",
                              dataset="shapes", counterparts={"VSE++": "VSE++"})
+
+
+def test_style_results_writes_each_source_once_with_readable_headers():
+    ours = {"A": {"i2t_r1": 10.0, "t2i_medr": 3.0}, "B": {"i2t_r1": 12.0, "t2i_medr": 2.0}}
+    paper = pd.DataFrame([{"paper_name": "P", "dataset": "D", "table": "Table 1", "method": m,
+                           "i2t_r1": v, "t2i_medr": np.nan} for m, v in (("A", 40.0), ("B", 41.0))])
+    t = tables.results_table(ours, paper, columns=["i2t_r1", "t2i_medr"], profile="default",
+                             dataset="shapes", seed=0)
+    html = tables.style_results(t).to_html()
+    assert html.count("ours: default, shapes, seed 0") == 1  # once per block, not per row
+    assert html.count("paper: P, D, Table 1") == 1
+    assert "i→t R@1" in html and "t→i med r" in html and "i2t_r1" not in html
+    only = tables.style_results(t, columns=["i2t_r1"]).to_html()
+    assert "med r" not in only and "41.0" in only
+    assert tables.column_title("t2i_r10") == "t→i R@10" and tables.column_title("rsum") == "rsum"

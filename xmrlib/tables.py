@@ -6,6 +6,7 @@ Every function takes metric dicts or :mod:`xmrlib.papers` frames and returns a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -90,21 +91,39 @@ def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str,
     return pd.DataFrame(rows, columns=order)
 
 
-def style_results(table: pd.DataFrame, precision: int = 1) -> Any:
-    """An HTML ``Styler`` of a :func:`results_table`: ``mean ± sd`` cells, paper rows shaded.
+def column_title(column: str) -> str:
+    """A metric column as a reader reads it: ``i2t_r1`` -> ``"i→t R@1"``, ``t2i_medr`` ->
+    ``"t→i med r"``; other names unchanged."""
+    direction, _, metric = column.partition("_")
+    arrow = {"i2t": "i→t", "t2i": "t→i"}.get(direction)
+    if arrow is None or not metric:
+        return column
+    return f"{arrow} " + ("med r" if metric == "medr" else re.sub(r"^r(\d+)$", r"R@\1", metric))
 
-    The ``_sd`` and ``n_seeds`` columns are folded into the displayed cells and hidden.
+
+def style_results(table: pd.DataFrame, precision: int = 1,
+                  columns: Sequence[str] | None = None) -> Any:
+    """An HTML ``Styler`` of a :func:`results_table` in labelled blocks: each source (``paper:
+    name, dataset, table`` or ``ours: profile, dataset, seeds``) is written once, beside the
+    first of its rows; cells are ``mean ± sd``, paper rows shaded, headers as
+    :func:`column_title` writes them.
+
+    ``columns`` picks and orders the metric columns (default: every column with an ``_sd``
+    column); the ``_sd`` and ``n_seeds`` columns are folded into the displayed cells.
     """
-    metric_cols = [c for c in table.columns if f"{c}_sd" in table.columns]
-    shown = table[["source", "label", "method", *metric_cols]].copy().astype(object)
-    for c in metric_cols:
-        shown[c] = [_fmt(m, s, precision) for m, s in zip(table[c], table[f"{c}_sd"])]
+    metric_cols = (list(columns) if columns is not None
+                   else [c for c in table.columns if f"{c}_sd" in table.columns])
+    shown = pd.DataFrame({column_title(c): [_fmt(m, s, precision) for m, s in
+                                            zip(table[c], table[f"{c}_sd"])]
+                          for c in metric_cols})
+    shown.index = pd.MultiIndex.from_arrays([table["label"], table["method"]],
+                                            names=["source", "method"])
+    paper = (table["source"] == "paper").to_numpy()
 
-    def shade(row: pd.Series) -> list[str]:
-        style = "background-color: #f2f2f2" if row["source"] == "paper" else ""
-        return [style] * len(row)
+    def shade(column: pd.Series) -> list[str]:
+        return ["background-color: #f2f2f2" if p else "" for p in paper]
 
-    return shown.style.apply(shade, axis=1).hide(axis="index")
+    return shown.style.apply(shade, axis=0)
 
 
 def _fmt(mean: float, sd: float, precision: int) -> str:
