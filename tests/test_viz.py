@@ -173,3 +173,30 @@ def test_word_attention_panels(png):
     assert shown[4, 4, 0] > shown[28, 40, 0]            # the attended box is the brighter one
     fig = viz.plot_region_self_attention(png, boxes, np.eye(3), n_regions=2)
     assert fig.axes[1].images[0].get_array().shape == (2, 2)
+
+
+def test_cost_quality_names_do_not_overlap_and_markers_are_strong():
+    """Seven models, three of them almost on one spot (as the dual encoders are in chapter 07):
+    no two names overlap, no name covers a marker, no marker is the palette's pale yellow, and
+    the axes carry the titles given (not the column names)."""
+    df = pd.DataFrame({"model": ["Kiros VSE", "VSE0", "VSE++", "SCAN t-i", "VSE++ (800 img)",
+                                 "SCAN t-i (800 img)", "MMCA (800 img)"],
+                       "eval_time_s": [0.078, 0.073, 0.075, 0.29, 0.037, 0.24, 7.7],
+                       "rsum": [168.0, 167.6, 166.5, 438.3, 69.6, 260.1, 368.2]})
+    fig = viz.plot_cost_quality(df, xlabel="evaluation time (s, log scale)", ylabel="rsum (%)",
+                                title="Quality against evaluation cost")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("evaluation time (s, log scale)", "rsum (%)")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    names = [matplotlib.text.Text.get_window_extent(t, renderer) for t in ax.texts]  # no leader
+    assert sorted(t.get_text() for t in ax.texts) == sorted(df["model"])
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not a.overlaps(b), "two names overlap"
+    points = ax.transData.transform(df[["eval_time_s", "rsum"]].to_numpy())
+    for a in names:
+        assert not any(a.x0 < x < a.x1 and a.y0 < y < a.y1 for x, y in points), \
+            "a name covers a marker's centre"
+    colours = {matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in ax.collections}
+    assert "#f0e442" not in colours

@@ -200,20 +200,78 @@ def plot_recall_vs(x: Sequence[float], series: Mapping[str, Sequence[float]], xl
 
 
 def plot_cost_quality(df: pd.DataFrame, x: str = "eval_time_s", y: str = "rsum",
-                      label: str = "model", ax: Axes | None = None, logx: bool = True) -> Figure:
-    """Scatter of a cost column against a quality column, each point named by ``label``."""
+                      label: str = "model", ax: Axes | None = None, logx: bool = True,
+                      xlabel: str | None = None, ylabel: str | None = None,
+                      title: str | None = None) -> Figure:
+    """Scatter of a cost column against a quality column, each point named by ``label``.
+
+    Markers use the palette's strong colours (not its pale yellow) with a dark edge; the names
+    are placed by :func:`_label_points` so that they do not overlap. ``xlabel`` / ``ylabel``
+    should name the quantity and its unit (the column names are the fallback).
+    """
     for c in (x, y, label):
         if c not in df:
             raise KeyError(f"plot_cost_quality: frame lacks column {c!r}")
-    fig, ax = _new_ax(ax)
-    for (_, row), colour, marker in zip(df.iterrows(), PALETTE * 4, MARKERS * 4):
-        ax.scatter(row[x], row[y], color=colour, marker=marker, s=60, label=row[label])
-        ax.annotate(str(row[label]), (row[x], row[y]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+    fig, ax = _new_ax(ax, figsize=(6.4, 4.2))
+    strong = [c for c in PALETTE if c != "#F0E442"]  # yellow vanishes on white
+    for (_, row), colour, marker in zip(df.iterrows(), strong * 4, MARKERS * 4):
+        ax.scatter(row[x], row[y], color=colour, marker=marker, s=70, edgecolors="black",
+                   linewidths=0.6, zorder=3, label=row[label])
     if logx:
         ax.set_xscale("log")
-    ax.set(xlabel=x, ylabel=y, title=f"{y} vs {x}")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title or "")
+    _label_points(ax, df[x].to_numpy(float), df[y].to_numpy(float),
+                  [str(v) for v in df[label]])
     return fig
+
+
+def _label_points(ax: Axes, xs: np.ndarray, ys: np.ndarray, labels: Sequence[str],
+                  fontsize: float = 8.5) -> None:
+    """Name each point beside it, moving names up where they would cover a name or a marker.
+
+    Placement is greedy in display space: from the lowest point up, a name goes right of its
+    point (left first in the right third of the axes) or on the other side if it must rise less
+    there, rising above every marker and every name already placed that shares its horizontal
+    extent; a name moved off its point gets a thin leader line.
+    """
+    ax.margins(x=0.15, y=0.12)
+    ax.autoscale_view()
+    fig = ax.figure
+    fig.canvas.draw()  # settle the layout: names are placed in the final display pixels
+    renderer = fig.canvas.get_renderer()
+    px = ax.transData.transform(np.column_stack([xs, ys]))  # (n, 2) display pixels
+    left, right = ax.get_window_extent().x0, ax.get_window_extent().x1
+    height = fontsize * fig.dpi / 72 * 1.3  # one text line in pixels
+    r = 7 * fig.dpi / 72  # marker half-size in pixels
+    taken = [(x - r, x + r, y - r, y + r) for x, y in px]  # boxes (x0, x1, y0, y1)
+    for i in np.argsort(px[:, 1], kind="stable"):
+        probe = ax.annotate(labels[i], (xs[i], ys[i]), fontsize=fontsize)
+        width = probe.get_window_extent(renderer).width
+        probe.remove()
+        sides = [px[i, 0] + r + 2, px[i, 0] - r - 2 - width]  # right of the point, left
+        if px[i, 0] > left + 2 * (right - left) / 3:
+            sides.reverse()
+        x0, y0 = min(((x, _rise(taken, x, width, px[i, 1] - height / 2, height))
+                      for x in sides), key=lambda c: c[1])  # the side that moves it least
+        taken.append((x0, x0 + width, y0, y0 + height))
+        to_points = 72 / fig.dpi
+        moved = y0 - (px[i, 1] - height / 2) > height / 2
+        ax.annotate(labels[i], (xs[i], ys[i]), textcoords="offset points",
+                    xytext=((x0 - px[i, 0]) * to_points, (y0 - px[i, 1]) * to_points),
+                    fontsize=fontsize, va="bottom",
+                    arrowprops=dict(arrowstyle="-", color="0.4", lw=0.6) if moved else None)
+
+
+def _rise(taken: list[tuple[float, float, float, float]], x0: float, width: float, y0: float,
+          height: float) -> float:
+    """Lowest bottom >= ``y0`` at which a box ``width`` x ``height`` at ``x0`` overlaps none
+    of the ``taken`` boxes (x0, x1, y0, y1), all in display pixels."""
+    while True:
+        hits = [b for b in taken if b[0] < x0 + width and x0 < b[1] and b[2] < y0 + height
+                and y0 < b[3]]
+        if not hits:
+            return y0
+        y0 = max(b[3] for b in hits) + 1
 
 
 def plot_degeneration(df: pd.DataFrame, x: str = "pct_ann", y: str = "t2i_r1",
