@@ -195,6 +195,25 @@ def test_preflight_checks_every_chapter_on_shapes(tmp_path):
     assert len(lines) == len(rows) + 1
 
 
+def test_preflight_builds_the_data_sets_runs(real_root):
+    """On COCO in ``full`` the check builds SCAN i-t with SCAN's COCO values (lambda_lse 20,
+    20 epochs at lr 5e-4; Flickr30K's are 5, 30 and 2e-4) and the official vocabulary file
+    beside the features, as chapter 04 does; not Shapes' values."""
+    from xmrlib.data import load_precomp
+    from xmrlib.preflight import chapter_checks
+    from xmrlib.runs import run_vocabulary
+
+    root = real_root / "coco_precomp"
+    train, dev = load_precomp(root, "train"), load_precomp(root, "dev")
+    checks = {c.label: c for c in chapter_checks(["04"], "full", train, dev,
+                                                 dataset="coco_precomp")}
+    name, config, cfg = checks["SCAN i2t LSE"].build()
+    assert name == "scan" and config["attention"] == "i2t" and config["lambda_lse"] == 20.0
+    assert (cfg.epochs, cfg.lr) == (20, 5e-4)
+    official = run_vocabulary(train, "full", "coco_precomp").to_dict()
+    assert config["vocab"] == official != run_vocabulary(train, "full").to_dict()
+
+
 def test_preflight_on_a_fake_gpu_reports_device_memory(monkeypatch):
     from xmrlib.preflight import run_checks
 
@@ -209,17 +228,17 @@ def test_preflight_on_a_fake_gpu_reports_device_memory(monkeypatch):
 def test_preflight_reports_a_failing_model_and_goes_on(monkeypatch):
     from xmrlib import preflight
 
-    real = preflight._dual_checks
+    real = preflight._registry_check
 
     def broken_vse(chapter, *a):
-        checks = real(chapter, *a)
+        check = real(chapter, *a)
         if chapter == "02":
             def build():
                 raise RuntimeError("CUDA out of memory")
-            checks[0].build = build
-        return checks
+            check.build = build
+        return check
 
-    monkeypatch.setattr(preflight, "_dual_checks", broken_vse)
+    monkeypatch.setattr(preflight, "_registry_check", broken_vse)
     rows = preflight.run_checks("smoke", "shapes", device="cpu", chapters=["02", "03"],
                                 steps=1, eval_images=10, log=lambda m: None)
     assert [r["model"] for r in rows] == ["Kiros VSE", "VSE++"]

@@ -107,6 +107,16 @@ def chapter_run_dir(chapter: str, name: str, train: Any, dev: Any, profile: str,
     return planned_run(model, config, train, dev, cfg)[1]
 
 
+def chapter_run_spec(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: int = 0,
+                     dataset: str = "shapes", **params: Any
+                     ) -> tuple[str, dict[str, Any], TrainConfig]:
+    """Model name, constructor arguments and training config of the run :func:`chapter_run`
+    trains, without training (the dry run of :mod:`xmrlib.preflight` builds it on a device)."""
+    model, config, cfg, _, _ = _resolve(chapter, name, train, dev, profile, seed, dataset,
+                                        params)
+    return model, config, cfg
+
+
 def _resolve(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: int,
              dataset: str, params: dict[str, Any]
              ) -> tuple[str, dict[str, Any], TrainConfig, Any, Any]:

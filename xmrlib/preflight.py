@@ -1,8 +1,9 @@
 """A dry run of every chapter's models on a device, in seconds, before a long run.
 
 ``python -m xmrlib.reproduce check --profile full --dataset f30k_precomp --data-root DIR
---device cuda`` builds each chapter's models with the profile's settings, as the chapter builds
-them, puts them on the device, trains a few steps through :func:`xmrlib.train.fit` (the code
+--device cuda`` builds each chapter's models with the profile's values on that data set, as the
+chapter builds them (the named runs of :mod:`xmrlib.chapter_runs`: the data set's paper values,
+its vocabulary rule, the chapter's image subsets), puts them on the device, trains a few steps through :func:`xmrlib.train.fit` (the code
 path of a real run: device placement, autocast, gathering of batches, the optimiser) on the
 first batches of the real training split, then evaluates on the first images of the test split
 with :func:`xmrlib.evaluation.evaluate`, and reports time and peak memory (the CUDA allocator's
@@ -25,125 +26,80 @@ from typing import Any, Callable
 
 import torch
 
+#: the runs of each chapter that the check builds (names of :data:`xmrlib.chapter_runs.RUNS`;
+#: chapter 06's A3VSE trains on a sparse split, outside that registry)
+RUNS: dict[str, tuple[str, ...]] = {
+    "02": ("Kiros VSE",), "03": ("VSE++",),
+    "04": ("SCAN t2i LSE", "SCAN i2t LSE", "Sum-Max t2i"), "05": ("MMCA",), "06": ("A3VSE",)}
 #: chapters with models of their own, in book order
-CHAPTERS = ("02", "03", "04", "05", "06")
+CHAPTERS = tuple(RUNS)
 
 
 @dataclass
 class Check:
-    """One model of one chapter: how to build it, its training loader and settings."""
+    """One model of one chapter: how to build it and how to batch its training data."""
 
     chapter: str
     label: str
-    build: Callable[[], tuple[str, dict[str, Any]]]   # -> (model name, constructor config)
-    loader: Callable[[Any, Any], Any]                  # (model, data) -> training batches
-    train_config: Any                                  # xmrlib.train.TrainConfig
+    build: Callable[[], tuple[str, dict[str, Any], Any]]  # -> (model name, config, TrainConfig)
+    loader: Callable[[Any, Any, Any], Any]  # (model, data, TrainConfig) -> training batches
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _dual_checks(chapter: str, profile: str, train: Any, seed: int) -> list[Check]:
-    from xmrlib.config import chapter_config
+def _registry_check(chapter: str, name: str, profile: str, dataset: str, train: Any, dev: Any,
+                    seed: int) -> Check:
+    """A run of :data:`xmrlib.chapter_runs.RUNS`, built exactly as its chapter builds it (the
+    profile's values on ``dataset``, the vocabulary rule, the chapter's image subsets)."""
+    from xmrlib.chapter_runs import chapter_run_spec
     from xmrlib.data import make_loader
-    from xmrlib.models.vsepp import VSEPP_FLAGS
-    from xmrlib.train import chapter_model_config, chapter_train_config
 
-    cfg = chapter_config(chapter, profile)
-    name, flags = ("vse", {}) if chapter == "02" else ("vsepp", VSEPP_FLAGS)
-    tcfg = chapter_train_config(chapter, profile, seed=seed)
-    label = "Kiros VSE" if chapter == "02" else "VSE++"
+    def build() -> tuple[str, dict[str, Any], Any]:
+        return chapter_run_spec(chapter, name, train, dev, profile, seed=seed, dataset=dataset)
 
-    def build() -> tuple[str, dict[str, Any]]:
-        return name, chapter_model_config(chapter, profile, train, **flags,
-                                          **{k: cfg[k] for k in ("embed_size", "word_dim",
-                                                                 "margin")})
+    def loader(model: Any, data: Any, cfg: Any) -> Any:
+        return make_loader(data, model.tokenize, cfg.batch_size, seed=seed)
 
-    return [Check(chapter, label, build,
-                  lambda m, d: make_loader(d, m.tokenize, tcfg.batch_size, seed=seed), tcfg)]
+    return Check(chapter, name, build, loader, extra={"text_features": chapter == "05"})
 
 
-def _scan_checks(profile: str, train: Any, seed: int) -> list[Check]:
-    from xmrlib.config import chapter_config
-    from xmrlib.data import make_loader
-    from xmrlib.train import chapter_model_config, chapter_train_config
-
-    cfg = chapter_config("04", profile)
-    tcfg = chapter_train_config("04", profile, seed=seed)
-    checks = []
-    for name, attention in (("scan", "t2i"), ("scan", "i2t"), ("summax", "t2i")):
-        def build(name: str = name, attention: str = attention) -> tuple[str, dict[str, Any]]:
-            return name, chapter_model_config(
-                "04", profile, train, attention=attention, agg="LSE",
-                lambda_softmax=cfg[f"lambda_softmax_{attention}"],
-                lambda_lse=cfg[f"lambda_lse_{attention}"], warmup=cfg["warmup"],
-                **{k: cfg[k] for k in ("embed_size", "word_dim", "margin")})
-
-        label = f"SCAN {attention} LSE" if name == "scan" else f"Sum-Max {attention}"
-        checks.append(Check("04", label, build,
-                            lambda m, d: make_loader(d, m.tokenize, tcfg.batch_size, seed=seed),
-                            tcfg))
-    return checks
-
-
-def _mmca_checks(profile: str, train: Any, seed: int) -> list[Check]:
-    from xmrlib.config import chapter_config
-    from xmrlib.data import make_loader
-    from xmrlib.train import TrainConfig
-
-    cfg = chapter_config("05", profile)
-    tcfg = TrainConfig(epochs=cfg["epochs"], lr=cfg["lr"], lr_update=cfg["lr_update"],
-                       batch_size=cfg["batch_size"], seed=seed, eval_protocol="1k",
-                       eval_batch_size=cfg["eval_batch_size"])
-
-    def build() -> tuple[str, dict[str, Any]]:
-        return "mmca", dict(img_dim=int(train.images.shape[-1]), embed_size=cfg["embed_size"],
-                            heads=cfg["heads"], alpha=cfg["alpha"],
-                            max_violation=cfg["max_violation"])
-
-    return [Check("05", "MMCA", build,
-                  lambda m, d: make_loader(d, m.tokenize, tcfg.batch_size, seed=seed), tcfg,
-                  extra={"text_features": True})]
-
-
-def _a3vse_checks(profile: str, train: Any, seed: int) -> list[Check]:
+def _a3vse_check(profile: str, dataset: str, train: Any, seed: int) -> Check:
+    """Chapter 06's A3VSE at its ablation setting, on the sparse split of the training split."""
     from xmrlib.config import chapter_config
     from xmrlib.data.sparse import SparseLoader, sparse_split
-    from xmrlib.train import TrainConfig
+    from xmrlib.runs import chapter_train_config
     from xmrlib.vocab import Vocabulary
 
-    cfg = chapter_config("06", profile)
-    tcfg = TrainConfig(epochs=cfg["epochs"], lr=cfg["lr"], lr_update=cfg["lr_update"],
-                       batch_size=cfg["batch_size"], seed=seed, eval_protocol=cfg["protocol"],
-                       eval_batch_size=cfg["eval_batch_size"])
-    fraction, captions = cfg["ablation_setting"]
+    cfg = chapter_config("06", profile, dataset=dataset)
     holder: dict[str, Any] = {}
 
-    def build() -> tuple[str, dict[str, Any]]:
-        split = holder["split"] = sparse_split(train, fraction, captions, seed)
-        return "a3vse", dict(vocab=Vocabulary.build(split.vocabulary_texts("regional")).to_dict(),
-                             img_dim=int(train.images.shape[-1]), embed_size=cfg["embed_size"],
-                             word_dim=cfg["word_dim"], disc_hidden=cfg["disc_hidden"],
-                             adv_scale=cfg["adv_scale"], max_violation=cfg["max_violation"])
+    def build() -> tuple[str, dict[str, Any], Any]:
+        split = holder["split"] = sparse_split(train, *cfg["ablation_setting"], seed)
+        config = dict(vocab=Vocabulary.build(split.vocabulary_texts("regional")).to_dict(),
+                      img_dim=int(train.images.shape[-1]),
+                      **{k: cfg[k] for k in ("embed_size", "word_dim", "disc_hidden",
+                                             "adv_scale", "max_violation")})
+        return "a3vse", config, chapter_train_config("06", profile, seed=seed, dataset=dataset)
 
-    def loader(model: Any, data: Any) -> Any:  # the sparse split of the whole training split
+    def loader(model: Any, data: Any, tcfg: Any) -> Any:  # the sparse split of the whole split
         return SparseLoader(holder["split"], model.tokenize, tcfg.batch_size, "regional",
                             seed=seed, steps_per_epoch=cfg["steps_per_epoch"])
 
-    return [Check("06", "A3VSE", build, loader, tcfg)]
+    return Check("06", "A3VSE", build, loader)
 
 
-def chapter_checks(chapters: list[str], profile: str, train: Any, seed: int = 0) -> list[Check]:
-    """The models of ``chapters`` (among :data:`CHAPTERS`) with the profile's settings; their
-    vocabularies and feature sizes come from the whole training split ``train``."""
+def chapter_checks(chapters: list[str], profile: str, train: Any, dev: Any = None,
+                   seed: int = 0, dataset: str = "shapes") -> list[Check]:
+    """The models of ``chapters`` (among :data:`CHAPTERS`) with the profile's settings on
+    ``dataset``; vocabularies and feature sizes come from the training split ``train`` (``dev``:
+    the split the chapters' dev subsets are cut from; the check evaluates on the test split)."""
     checks: list[Check] = []
-    for chapter in chapters:
-        if chapter in ("02", "03"):
-            checks += _dual_checks(chapter, profile, train, seed)
-        elif chapter == "04":
-            checks += _scan_checks(profile, train, seed)
-        elif chapter == "05":
-            checks += _mmca_checks(profile, train, seed)
-        elif chapter == "06":
-            checks += _a3vse_checks(profile, train, seed)
+    for chapter in (c for c in CHAPTERS if c in chapters):
+        if chapter == "06":
+            checks.append(_a3vse_check(profile, dataset, train, seed))
+        else:
+            checks += [_registry_check(chapter, name, profile, dataset, train,
+                                       train if dev is None else dev, seed)
+                       for name in RUNS[chapter]]
     return checks
 
 
@@ -164,23 +120,22 @@ def run_check(check: Check, train: Any, test: Any, device: torch.device, steps: 
     from xmrlib.models import build_model
     from xmrlib.train import fit
 
-    row: dict[str, Any] = {"chapter": check.chapter, "model": check.label,
-                           "batch_size": check.train_config.batch_size}
+    row: dict[str, Any] = {"chapter": check.chapter, "model": check.label}
     test = first_images(test, eval_images)
-    # the first images of the training split, enough for ``steps`` batches of captions
-    sub = first_images(train, -(-steps * check.train_config.batch_size
-                                // train.captions_per_image))
     try:
-        torch.manual_seed(check.train_config.seed)
-        name, config = check.build()
+        name, config, cfg = check.build()
+        row["batch_size"] = cfg.batch_size
+        # the first images of the training split, enough for ``steps`` batches of captions
+        sub = first_images(train, -(-steps * cfg.batch_size // train.captions_per_image))
+        torch.manual_seed(cfg.seed)
         model = build_model(name, **config)
         row["params"] = count_parameters(model)
-        loader = check.loader(model, sub)
+        loader = check.loader(model, sub, cfg)
         if check.extra.get("text_features"):
             _text_features([sub, test], device)
         with tempfile.TemporaryDirectory() as tmp, PeakMemory(device) as mem:
             t0 = time.perf_counter()
-            result = fit(model, loader, None, check.train_config, Path(tmp) / "run",
+            result = fit(model, loader, None, cfg, Path(tmp) / "run",
                          resume=False, device=device, progress=False, max_steps=steps)
             row["train_s"] = time.perf_counter() - t0
         row["train_steps"] = len(result.history["steps"])
@@ -189,7 +144,7 @@ def run_check(check: Check, train: Any, test: Any, device: torch.device, steps: 
         with PeakMemory(device) as mem, torch.no_grad():
             t0 = time.perf_counter()
             evaluate(result.model, test, protocol="1k",
-                     batch_size=check.train_config.eval_batch_size, device=device)
+                     batch_size=cfg.eval_batch_size, device=device)
             row["eval_s"] = time.perf_counter() - t0
         row["eval_images"], row["eval_peak_mib"] = len(test.images), mem.mib
         row["memory"] = mem.kind
@@ -216,18 +171,18 @@ def run_checks(profile: str, dataset: str, data_root: str | Path | None = None,
 
     dev = resolve_device(device)  # a device that is not there fails before anything is read
     set_device(dev)
-    chapter_config("02", profile)  # an unknown profile too
+    chapter_config("02", profile, dataset=dataset)  # an unknown profile or data set too
     unknown = sorted(set(chapters or ()) - {"01", "07", *CHAPTERS})
     if unknown:
         raise ValueError(f"unknown chapter(s) {unknown}: expected some of 01-07")
     wanted = [c for c in CHAPTERS if chapters is None or c in chapters]
     root = get_dataset(dataset, data_root=data_root, profile=profile, seed=seed)
-    train, test = load_precomp(root, "train"), load_precomp(root, "test")
+    train, dev_split, test = (load_precomp(root, s) for s in ("train", "dev", "test"))
     log(f"check: {dataset} ({len(train.images)} train / {len(test.images)} test images, "
         f"features {tuple(train.images.shape[1:])}), profile {profile}, device "
         f"{device_name(dev)}")
     rows = []
-    for check in chapter_checks(wanted, profile, train, seed):
+    for check in chapter_checks(wanted, profile, train, dev_split, seed, dataset):
         row = run_check(check, train, test, dev, steps, eval_images)
         rows.append(row)
         status = "FAILED " + row["error"] if row["error"] else (
@@ -247,7 +202,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         if r["error"]:
             lines.append(f"| {r['chapter']} | {r['model']} | "
-                         f"{r.get('params', 0) / 1e6:.2f} | {r['batch_size']} | | | | | | | "
+                         f"{r.get('params', 0) / 1e6:.2f} | {r.get('batch_size', '')} | "
+                         "| | | | | | "
                          f"FAILED: {r['error'][:200]} |")
             continue
         lines.append(f"| {r['chapter']} | {r['model']} | {r['params'] / 1e6:.2f} | "
