@@ -6,22 +6,24 @@ official code (``kuanghuei/SCAN``, ``model.py``: ``func_attention``, ``xattn_sco
 its numbers (tested to 1e-5 in float32 against a per-caption loop written the official way).
 The models that use this kernel are in :mod:`xmrlib.models.scan`.
 
-Text-to-image attention (``attention="t2i"``) lets every word ``w`` of a caption attend to the
-regions ``v_r`` of an image; image-to-text (``"i2t"``) lets every region attend to the words.
-With raw similarities ``s_rw = v_r . e_w``:
+The paper writes the image-text formulation first (``attention="i2t"``, Eqs. 1-5): every region
+``v_i`` of an image is a query item that attends to the words ``e_j`` of a caption. The
+text-image formulation (``"t2i"``, Eqs. 6-8) swaps the roles: every word attends to the regions.
+With the similarities ``s_ij = v_i . e_j`` of l2-normalised embeddings:
 
-1. a raw-feature normalisation of ``s`` (default ``clipped_l2norm``: LeakyReLU(0.1), then l2),
+1. a raw-feature normalisation of ``s`` over the *query* items (default ``clipped_l2norm``:
+   clip, then divide by the l2 norm over the regions for i2t, over the words for t2i),
 2. attention ``a = softmax(lambda_softmax * s_norm)`` over the attended items,
 3. relevance ``R = cos(query, sum_k a_k context_k)`` per query item,
 4. an aggregation over the query items: ``LSE`` ``log(sum exp(lambda_lse R)) / lambda_lse``,
    ``AVG`` (the official ``Mean``), ``Max`` or ``Sum``.
 
-Where the official code differs from the paper's equations (we follow the code):
+The paper's equations and the official code agree on the axes (both normalise over the query
+items and take the softmax over the attended ones). Where the code departs from the equations
+(we follow the code):
 
-* The paper normalises ``[s_rw]_+`` over the *regions* (Eq. 1 for t2i); the code normalises over
-  the axis of the *query* items (for t2i: over the words of the caption, for each region; for
-  i2t: over the regions, for each word), and "clips" with LeakyReLU(0.1), not ReLU.
-* ``l2norm`` divides by ``norm + 1e-8``; the cosine divides by ``max(|x||y|, 1e-8)``.
+* it "clips" with LeakyReLU(0.1), not ReLU (``[x]_+`` in the paper);
+* ``l2norm`` divides by ``norm + 1e-8``; the cosine divides by ``max(|x||y|, 1e-8)``;
 * ``l1norm``/``clipped_l1norm`` call an undefined ``l1norm_d`` there (a NameError); here they are
   the evident intent: divide by ``sum |x| + 1e-8`` over the same axis as ``l2norm``.
 
@@ -340,7 +342,8 @@ def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
             ``direction`` is the same argument under the design card's name (an alias).
         lambda_softmax: inverse temperature of the attention softmax (9 t2i, 4 i2t in SCAN).
         agg: ``"LSE"``, ``"AVG"``, ``"Max"`` or ``"Sum"`` over the query items.
-        lambda_lse: the LSE's inverse temperature (6 in SCAN).
+        lambda_lse: the LSE's inverse temperature (SCAN: 6 for t2i; for i2t 5 on Flickr30K,
+            20 on MS-COCO).
         raw_feature_norm: one of :data:`RAW_FEATURE_NORMS` (the official code's options).
         img_lens: (n_img,) valid regions per image (``None``: all); padded regions get no
             attention weight and are left out of the i2t aggregation.
