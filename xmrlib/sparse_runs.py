@@ -9,6 +9,7 @@ paper's untrained ``s_g`` baseline and :func:`embed_domains` the points of its F
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from xmrlib.models import build_model
 from xmrlib.models.a3vse import A3VSE
 from xmrlib.runs import run_data_identity, run_dir_for
 from xmrlib.train import fit
-from xmrlib.utils import resolve_device
+from xmrlib.utils import resolve_device, seed_everything
 from xmrlib.vocab import Vocabulary
 
 #: Table 5 rows (the paper's method names) -> (model overrides, semantics kind or None)
@@ -50,7 +51,8 @@ def fit_sparse(model_name: str, model_config: dict[str, Any], split: Any, dev_da
     images' sequences. ``semantics=None`` trains on the annotated pairs alone (the baselines'
     protocol and the vanilla A3VSE, "No s"). The run folder is keyed like ``fit_or_load``
     (model, training config, data identity) plus the sparse setting, so a rerun reloads it.
-    Returns ``xmrlib.train.fit``'s result.
+    The model is initialised from ``cfg.seed`` (as ``fit_or_load`` does), so a run does not
+    depend on what ran before it in the same process. Returns ``xmrlib.train.fit``'s result.
     """
     texts = split.annotated_captions() if semantics is None else split.vocabulary_texts(semantics)
     config = {**model_config, "vocab": Vocabulary.build(texts).to_dict(),
@@ -60,6 +62,7 @@ def fit_sparse(model_name: str, model_config: dict[str, Any], split: Any, dev_da
     elif semantics is not None:
         raise ValueError(f"semantics={semantics!r}: only A3VSE reads semantic sequences; "
                          f"baselines such as {model_name!r} train on the annotated pairs only")
+    seed_everything(cfg.seed)
     model = build_model(model_name, **config)
     loader = SparseLoader(split, model.tokenize, cfg.batch_size, semantics, u_batch_size,
                           seed=cfg.seed, steps_per_epoch=steps_per_epoch)
@@ -148,6 +151,19 @@ class SparseRuns:
         self._fits: dict[tuple, Any] = {}
         self._metrics: dict[tuple, dict[str, float]] = {}
         self._shares: dict[tuple, np.ndarray] = {}  # run key -> rsum_per_image on test (1k)
+        self._siblings: dict[int, SparseRuns] = {}  # other seeds, see with_seed
+
+    def with_seed(self, seed: int) -> "SparseRuns":
+        """The same runs under another ``seed``: another sparse split, data order and
+        initialisation (the training config's seed too); created once, ``self`` for its own."""
+        if seed == self.seed:
+            return self
+        if seed not in self._siblings:
+            self._siblings[seed] = SparseRuns(
+                self.train, self.dev, self.test, self.a3vse_config, self.baseline_configs,
+                dataclasses.replace(self.cfg, seed=seed), self.steps_per_epoch, seed,
+                self.protocol, self.device)
+        return self._siblings[seed]
 
     def split(self, fraction: float, captions: int) -> Any:
         """The sparse split (fraction of images, captions per image) of this seed."""
