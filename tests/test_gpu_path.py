@@ -69,6 +69,36 @@ def test_set_device_does_nothing_off_cuda(monkeypatch):
     assert calls == []
 
 
+def test_fit_under_torchrun_trains_on_its_ranks_gpu(monkeypatch, tmp_path):
+    """fit on rank 1 of 2: cuda:1, set_device(1) and DDP's device_ids=[1] (not GPU 0)."""
+    from torch import nn
+
+    import xmrlib.train as train
+    from test_train import CFG, _model, _shuffled_loader
+
+    wrapped = {}
+
+    class DDP(nn.Module):  # records what DDP is given; the single rank trains as is
+        def __init__(self, module, device_ids=None):
+            super().__init__()
+            self.module = module
+            wrapped["device_ids"] = device_ids
+
+        def forward(self, *args):
+            return self.module(*args)
+
+    monkeypatch.setattr(train, "init_distributed", lambda dev: (1, 2))
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel", DDP)
+    with fake_gpus(monkeypatch, count=2) as gpu:
+        _torchrun(monkeypatch, local_rank=1)
+        model = _model()
+        cfg = train.TrainConfig(**{**CFG.__dict__, "gather_negatives": False})
+        train.fit(model, _shuffled_loader(), None, cfg, tmp_path, progress=False, max_steps=2)
+        assert ("set_device", 1) in gpu["calls"] and gpu["current"] == 1
+        assert wrapped["device_ids"] == [1]
+        assert {p.device for p in model.parameters()} == {torch.device("cuda", 1)}
+
+
 # --------------------------------------------------------------------------- determinism: defect 7
 
 def test_deterministic_flags_on_cuda_only(monkeypatch):
@@ -87,6 +117,49 @@ def test_deterministic_flags_on_cuda_only(monkeypatch):
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+# --------------------------------------------------------------------------- resume: defect 2
+
+def test_rng_states_read_onto_a_device_restore_on_fewer_gpus(monkeypatch):
+    """A checkpoint read with map_location on a GPU holds device tensors, and CUDA states for
+    every GPU of the machine that saved it: both restore (torch accepts CPU byte tensors only)."""
+    from xmrlib.checkpoint import rng_state, set_rng_state
+
+    real = torch.set_rng_state
+
+    def cpu_only(state):
+        if mark(state) is not None:
+            raise TypeError("RNG state must be a torch.ByteTensor")
+        real(state)
+
+    monkeypatch.setattr(torch, "set_rng_state", cpu_only)
+    with fake_gpus(monkeypatch, count=2):
+        saved = rng_state(None)
+        on_gpu = {**saved, "torch": saved["torch"].to("cuda"),
+                  "cuda": [s.to("cuda") for s in saved["cuda"]]}
+    expected = torch.rand(3)
+    with fake_gpus(monkeypatch, count=1) as gpu:
+        set_rng_state(on_gpu, None)
+        assert [c for c in gpu["calls"] if c[0] == "set_rng_state"] == [("set_rng_state", 0)]
+        assert torch.equal(torch.rand(3), expected)
+
+
+def test_resume_on_a_gpu_equals_the_uninterrupted_run(monkeypatch, tmp_path):
+    """Killed twice on a 2-GPU machine, resumed on a 1-GPU one: the weights and history of an
+    uninterrupted CPU run."""
+    from test_train import CFG, _last_weights, _model, _shuffled_loader
+    from xmrlib.train import fit
+
+    full = fit(_model(), _shuffled_loader(), None, CFG, tmp_path / "cpu", progress=False,
+               device="cpu")
+    for count, stop in ((2, 9), (2, 5), (1, None)):
+        with fake_gpus(monkeypatch, count=count):
+            part = fit(_model(), _shuffled_loader(), None, CFG, tmp_path / "gpu",
+                       progress=False, device="cuda", max_steps=stop)
+    a, b = _last_weights(tmp_path / "cpu"), _last_weights(tmp_path / "gpu")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert part.history == full.history
 
 
 # --------------------------------------------------------------------------- loader: defect 8
@@ -155,6 +228,54 @@ def test_prefetch_raises_the_workers_error_and_stops_when_closed():
     assert not any(t.name == "xmrlib-prefetch" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(ValueError, match="depth"):
         next(prefetch(_batches(1), depth=0))
+
+
+def test_fit_on_a_gpu_prefetches_pinned_batches_and_reads_losses_per_save(monkeypatch,
+                                                                          tmp_path):
+    """On a GPU fit builds batches ahead in pinned memory, never reads a step's loss on the
+    host (one transfer per checkpoint), and selects deterministic cuDNN kernels; the history
+    is the CPU run's."""
+    import xmrlib.train as train
+    from test_train import CFG, _model, _shuffled_loader
+
+    cpu = train.fit(_model(), _shuffled_loader(), None, CFG, tmp_path / "cpu", progress=False,
+                    device="cpu")
+    calls = []
+
+    def recorded(batches, **kw):
+        calls.append(kw)
+        return prefetch(batches, **kw)
+
+    monkeypatch.setattr(train, "prefetch", recorded)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    with fake_gpus(monkeypatch) as gpu:
+        result = train.fit(_model(), _shuffled_loader(), None, CFG, tmp_path / "gpu",
+                           progress=False, device="cuda")
+    assert [c["pin_memory"] for c in calls] == [True] * CFG.epochs
+    assert "__float__" not in gpu["syncs"] and "item" not in gpu["syncs"]
+    assert gpu["syncs"].count("tolist") == 2 * CFG.epochs  # mid-epoch and epoch-end saves
+    assert result.history == cpu.history
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+
+
+def test_the_process_group_is_destroyed_at_exit(monkeypatch):
+    import atexit
+
+    import torch.distributed as dist
+
+    from xmrlib.distributed import init_distributed
+
+    calls, exits, joined = [], [], []
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(joined))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    monkeypatch.setattr(atexit, "register", exits.append)
+    _torchrun(monkeypatch, local_rank=0)
+    assert init_distributed(torch.device("cpu")) == (0, 2) and joined == ["gloo"]
+    assert len(exits) == 1
+    exits[0]()  # what the interpreter runs at exit
+    assert calls == ["destroy"]
 
 
 # --------------------------------------------------------------------------- memory: defect 5

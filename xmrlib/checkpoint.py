@@ -52,15 +52,21 @@ def rng_state(loader: Any) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], loader: Any) -> None:
-    """Restore what :func:`rng_state` returned (the loader's generator, if it has one)."""
+    """Restore what :func:`rng_state` returned (the loader's generator, if it has one).
+
+    Generator states must be CPU byte tensors (a checkpoint read with ``map_location`` on a GPU
+    would have moved them there), so they are copied to the host first. CUDA states are saved
+    for every visible GPU: they are restored for the GPUs that are here (a run saved on 8 GPUs
+    resumes on 1; a CPU run resumed on a GPU has none and keeps the seeded state)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
     gen = _loader_generator(loader)
     if gen is not None and state["loader"] is not None:
-        gen.set_state(state["loader"])
+        gen.set_state(state["loader"].cpu())
 
 
 # --------------------------------------------------------------------------- writing

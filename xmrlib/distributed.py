@@ -15,6 +15,7 @@ embeddings, and the N partial gradients add up to the global one.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -30,11 +31,20 @@ def dist_env() -> tuple[int, int]:
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
-    """Join torchrun's process group when ``WORLD_SIZE > 1`` (gloo on CPU, nccl on CUDA)."""
+    """Join torchrun's process group when ``WORLD_SIZE > 1`` (gloo on CPU, nccl on CUDA); the
+    group lives as long as the process (a notebook trains several runs in it) and is destroyed
+    when the process exits, as NCCL asks (otherwise it warns of leaked resources or hangs)."""
     rank, world = dist_env()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_destroy_process_group)
     return rank, world
+
+
+def _destroy_process_group() -> None:
+    """Leave the process group if it is still there (at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_gather_with_grad(x: Tensor) -> Tensor:

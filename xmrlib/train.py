@@ -30,7 +30,9 @@ from xmrlib.checkpoint import (BEST_KEYS, CHECKPOINT_KEYS, best_state, check_con
 from xmrlib.distributed import LossModule, init_distributed
 from xmrlib.evaluation import evaluate
 from xmrlib.models import build_model
-from xmrlib.utils import atomic_torch_save, atomic_write_json, resolve_device, seed_everything
+from xmrlib.data.loaders import prefetch
+from xmrlib.utils import (atomic_torch_save, atomic_write_json, configure_determinism,
+                          resolve_device, seed_everything, set_device)
 
 
 @dataclass
@@ -90,6 +92,8 @@ def fit(model: nn.Module, train_loader: Any, dev_data: Any, cfg: TrainConfig,
     evaluation and keeps the last epoch. Returns the best model on ``device``, in eval mode.
     """
     dev = resolve_device(device)
+    set_device(dev)  # under torchrun: this rank's GPU for NCCL and bare "cuda" calls
+    configure_determinism(dev)
     rank, world = init_distributed(dev)
     run_dir = Path(run_dir)
     if _open_run_dir(run_dir, run_config(model, cfg, data_id), resume, rank):
@@ -98,6 +102,7 @@ def fit(model: nn.Module, train_loader: Any, dev_data: Any, cfg: TrainConfig,
     state = _start(model, train_loader, cfg, run_dir, resume, dev, rank, world)
     for epoch in range(state.epoch, cfg.epochs):
         if not _train_epoch(state, epoch, progress, max_steps):
+            _settle(state.history)
             return FitResult(model=model, history=state.history, run_dir=run_dir,
                              best_epoch=state.best_epoch)  # stopped by max_steps
         _end_epoch(state, epoch, dev_data)
@@ -176,7 +181,9 @@ def _start(model: nn.Module, loader: Any, cfg: TrainConfig, run_dir: Path, resum
     state = _TrainState(model, wrapped, optimizer, scheduler, loader, cfg, run_dir, dev, rank,
                         world, gather)
     if resume and state.ckpt_path.exists():
-        ckpt = load_checkpoint(state.ckpt_path, dev, CHECKPOINT_KEYS)
+        # read on the host: the RNG states must stay CPU byte tensors, and load_state_dict
+        # copies weights and optimiser moments to wherever the parameters are
+        ckpt = load_checkpoint(state.ckpt_path, torch.device("cpu"), CHECKPOINT_KEYS)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -202,7 +209,9 @@ def _epoch_batches(state: _TrainState, epoch: int) -> Any:
     for _ in range(state.skip):
         next(batches)
     if state.skip:
-        set_rng_state(state.resume_rng, loader)
+        # the global generators as saved; the loader's own generator goes on from the replayed
+        # epoch (its saved state may hold draws that a prefetching thread made ahead of the save)
+        set_rng_state(state.resume_rng, None)
     return batches
 
 
@@ -211,6 +220,8 @@ def _train_epoch(state: _TrainState, epoch: int, progress: bool, max_steps: int 
     stopped it."""
     cfg, n = state.cfg, state.steps_per_epoch
     batches = _epoch_batches(state, epoch)
+    if state.device.type == "cuda":  # the next batches are built in pinned memory meanwhile
+        batches = prefetch(batches, pin_memory=True, device=state.device)
     state.wrapped.train()
     bar = _progress_bar(progress and state.rank == 0, n, state.skip, f"epoch {epoch + 1}")
     try:
@@ -229,6 +240,8 @@ def _train_epoch(state: _TrainState, epoch: int, progress: bool, max_steps: int 
     finally:
         if bar is not None:
             bar.close()
+        if hasattr(batches, "close"):
+            batches.close()  # stops a prefetching thread
     state.skip = 0
     return True
 
@@ -245,8 +258,10 @@ def _step(state: _TrainState, batch: dict[str, Any], epoch: int, global_step: in
     if cfg.grad_clip > 0:
         nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
     state.optimizer.step()
+    # the loss stays on the device (reading it would wait for the GPU at every step); the
+    # history's losses become floats together when it is saved (_settle)
     state.history["steps"].append({"step": global_step + 1, "epoch": epoch + 1,
-                                   "loss": float(loss.detach()),
+                                   "loss": loss.detach(),
                                    "lr": state.optimizer.param_groups[0]["lr"], **info})
     state.steps_done += 1
     return loss
@@ -260,6 +275,7 @@ def _end_epoch(state: _TrainState, epoch: int, dev_data: Any) -> None:
     state.scheduler.step()
     metrics = _evaluate(state.model, dev_data, state.cfg, state.device) if state.rank == 0 else {}
     state.history["epochs"][-1].update(metrics)
+    _settle(state.history)
     if state.rank == 0:
         rsum = metrics.get("rsum", float(epoch))  # no dev data: keep the last epoch
         if rsum > state.best_rsum:
@@ -273,12 +289,23 @@ def _end_epoch(state: _TrainState, epoch: int, dev_data: Any) -> None:
 def _checkpoint(state: _TrainState, epoch: int, step_in_epoch: int,
                 epoch_rng: dict[str, Any] | None) -> None:
     """``checkpoint_last.pt``: continue at ``epoch``/``step_in_epoch``."""
+    _settle(state.history)
     save_checkpoint(state.ckpt_path, state.model, state.optimizer, state.scheduler, state.loader,
                     state.history, epoch, step_in_epoch, epoch_rng, state.best_rsum,
                     state.best_epoch)
 
 
 # --------------------------------------------------------------------------- helpers
+
+def _settle(history: dict[str, list[dict[str, Any]]]) -> None:
+    """The step losses still held as device tensors, read as floats in one transfer (one host
+    synchronisation per checkpoint or epoch rather than one per step)."""
+    pending = [row for row in history["steps"] if torch.is_tensor(row["loss"])]
+    if pending:
+        values = torch.stack([row["loss"].double() for row in pending]).tolist()  # exact
+        for row, value in zip(pending, values):
+            row["loss"] = value
+
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
