@@ -3,7 +3,8 @@
 :class:`SCAN` (one direction of attention and one aggregation), :class:`SumMax` (the paper's
 attention-free baseline, Table 3) and :class:`SCANEnsemble` (two members averaged, Tables 1-2)
 score with the exact chunked kernel of :mod:`xmrlib.models.scan_kernel`, whose docstring gives
-the equations and where the official code (``kuanghuei/SCAN``) differs from the paper;
+the equations (image-text, Eqs. 1-5; text-image, Eqs. 6-8) and the details where the official
+code (``kuanghuei/SCAN``) departs from them;
 :func:`word_attention` returns the attention weights the kernel uses, for plots.
 """
 
