@@ -1,8 +1,8 @@
 """Book assembly: ``build/book/`` for ``jupyter-book build`` from the executed chapters.
 
 ``python -m xmrlib.reproduce book --profile P --dataset D`` fills it with the executed chapters,
-a table of contents of what exists, the reproduction report, the chapter overview of the
-teaching page and a gallery of Shapes scenes.
+a table of contents of what exists, the reproduction report, the chapter overview and the
+exercise times of the teaching page and a gallery of Shapes scenes.
 """
 
 from __future__ import annotations
@@ -65,8 +65,13 @@ def assemble_book(profile: str, dataset: str) -> Path:
     write_report()  # results/report.* of the committed profiles
     write_report(profiles=(profile,), dataset=dataset, out=book)  # the page: what this build ran
     atomic_write_text(book / "datasets_gallery.md", shapes_gallery(book / "gallery", profile))
-    atomic_write_text(book / "chapter_overview.md",
-                      overview_markdown(chapter_overview(profile, dataset), profile, dataset))
+    overview = chapter_overview(profile, dataset)
+    atomic_write_text(book / "chapter_overview.md", overview_markdown(overview, profile, dataset))
+    executed = {c: nb_out / p.name if (nb_out / p.name).is_file() else p  # unrun: no durations
+                for c, p in discover_chapters().items()}
+    devices = ", ".join(sorted(set(overview["device"]) - {""})) or "device not recorded"
+    atomic_write_text(book / "exercise_times.md", exercise_times_markdown(
+        exercise_times(executed), profile, dataset, devices))
     toc = yaml.safe_load((repo_root() / "_toc.yml").read_text(encoding="utf-8"))
     out = book / "_toc.yml"
     atomic_write_text(out, yaml.safe_dump(_toc_entries(toc), sort_keys=False))
@@ -103,6 +108,51 @@ def overview_markdown(df: pd.DataFrame, profile: str, dataset: str) -> str:
         minutes = "not run" if pd.isna(r.minutes) else f"{r.minutes:.1f}"
         checkers = ", ".join(f"`{c}`" for c in r.checkers.split(", ") if c) or "-"
         lines.append(f"| {r.title} | {minutes} | {r.device or '-'} | {r.exercises} | {checkers} |")
+    return "\n".join(lines) + "\n"
+
+
+#: an exercise directive: its optional title and its ``:label:`` option
+_EXERCISE_RE = re.compile(r"^\s*[`:]{3,}\{exercise\}[ \t]*(?P<title>[^\n]*)\n"
+                          r"(?:.*\n)*?\s*:label:\s*(?P<label>\S+)", re.MULTILINE)
+
+
+def exercise_times(notebooks: dict[str, Path]) -> pd.DataFrame:
+    """One row per exercise of the book, numbered through the book in chapter order as
+    sphinx-exercise numbers them: its chapter, label, title and the seconds its code cells took
+    (the stub, the solution and the checker: every code cell from the exercise up to the next
+    exercise or section heading, hidden ``remove-cell`` cells left out), read from papermill's
+    per-cell ``duration`` in the executed notebooks ``notebooks[chapter]``. ``seconds`` is NaN
+    for a chapter whose executed copy is missing or lacks durations."""
+    rows, number = [], 0
+    for chapter, path in notebooks.items():
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        current = None
+        for cell in cells:
+            text = "".join(cell.get("source", ""))
+            meta = cell.get("metadata", {})
+            if cell.get("cell_type") == "markdown":
+                m = _EXERCISE_RE.search(text)
+                if m:
+                    number += 1
+                    current = {"number": number, "chapter": chapter, "label": m["label"],
+                               "title": m["title"].strip(), "seconds": 0.0}
+                    rows.append(current)
+                elif re.match(r"^#{1,2} ", text.lstrip()):
+                    current = None
+            elif current is not None and "remove-cell" not in meta.get("tags", []):
+                duration = meta.get("papermill", {}).get("duration")
+                current["seconds"] += float("nan") if duration is None else float(duration)
+    return pd.DataFrame(rows, columns=["number", "chapter", "label", "title", "seconds"])
+
+
+def exercise_times_markdown(df: pd.DataFrame, profile: str, dataset: str, device: str) -> str:
+    """The exercise times as a Markdown table (the teaching page includes it)."""
+    lines = [f"| exercise | chapter | label | time of its cells, `{profile}` profile on {dataset}, "
+             f"{device} (s) |", "|---|---|---|---|"]
+    for r in df.itertuples():
+        seconds = "not run" if pd.isna(r.seconds) else f"{r.seconds:.1f}"
+        title = f" {r.title}" if r.title else ""
+        lines.append(f"| {r.number}.{title} | {int(r.chapter)} | `{r.label}` | {seconds} |")
     return "\n".join(lines) + "\n"
 
 
