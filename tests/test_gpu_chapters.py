@@ -9,7 +9,9 @@ without ``.cpu()``. Under papermill a failed cell fails the chapter, which on a 
 none of its tables; here it fails the test, naming the cell.
 
 The injected cell also sets the fake allocator's peak (``torch.cuda.max_memory_allocated``), so
-the test can check that chapter 07 reports the device's memory, not the host's. Chapter 05's
+the test can check that chapter 07 reports the device's memory, not the host's, and records the
+device of every SCAN and MMCA scoring call, so that it can check that chapter 07's exhaustive
+and two-stage scoring runs on the GPU, not pinned to the CPU (issue 19, defect 5). Chapter 05's
 frozen MiniLM extraction runs on the host under the emulation (see ``_with_fake_gpu``).
 
 Training reuses the session's smoke runs when ``test_notebooks.py`` ran first (a run folder's key
@@ -41,8 +43,24 @@ def _with_fake_gpu(path: Path, out: Path) -> Path:
         # frozen MiniLM (a one-off feature extraction, cached) runs on the host here
         "import xmrlib.text_features as _tf\n"
         "_build = _tf.build_store\n"
-        "_tf.build_store = lambda *a, **k: _build(*a, **{**k, 'device': 'cpu'})")
+        "_tf.build_store = lambda *a, **k: _build(*a, **{**k, 'device': 'cpu'})\n"
+        # the device of the embeddings that every SCAN similarity / MMCA pair score gets
+        "from xmrlib.models.mmca import MMCA as _MMCA\n"
+        "from xmrlib.models.scan import SCAN as _SCAN\n"
+        "_scored_on = set()\n"
+        "def _recorded(cls, name):\n"
+        "    real = getattr(cls, name)\n"
+        "    def method(self, img_emb, *a, **k):\n"
+        "        _scored_on.add(f'{cls.__name__} {img_emb.device.type}')\n"
+        "        return real(self, img_emb, *a, **k)\n"
+        "    setattr(cls, name, method)\n"
+        "_recorded(_SCAN, 'similarity')\n"
+        "_recorded(_MMCA, 'pair_scores')")
     nb.cells.insert(0, setup)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json as _json, os as _os\n"
+        "with open(_os.path.join(_os.environ['XMR_RESULTS_DIR'], 'scored_on.json'), 'w') as _f:\n"
+        "    _json.dump(sorted(_scored_on), _f)"))
     target = out / path.name
     nbformat.write(nb, target)
     return target
@@ -72,6 +90,9 @@ def test_chapter_runs_with_its_models_on_a_gpu(path, tmp_path, monkeypatch):
     if chapter == "07":  # the memory column is the (fake) CUDA allocator's peak
         side = pd.read_csv(results / "smoke" / "shapes" / "07" / "side_by_side.csv")
         assert (side["eval_peak_mib"] == FAKE_PEAK_MIB).all(), side["eval_peak_mib"].tolist()
+        # SCAN's exhaustive scores and MMCA's two stages run where the models are
+        assert json.loads((results / "scored_on.json").read_text()) == ["MMCA cuda",
+                                                                         "SCAN cuda"]
     executed_nb = json.loads(executed.read_text())
     assert not [o for c in executed_nb["cells"] if c["cell_type"] == "code"
                 for o in c.get("outputs", []) if o.get("output_type") == "error"]
