@@ -158,10 +158,12 @@ CLI_CASES = ["run: unknown profile", "run: unknown dataset", "run: unknown chapt
 def _cli_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     """name -> (module and arguments, text expected in stderr); builds their inputs in ``tmp``."""
     truncated = _precomp(tmp / "trunc" / "f30k_precomp")
+    for split in ("train", "dev"):                 # the splits a run checks before it starts
+        _precomp(truncated, split=split)
     raw = (truncated / "test_ims.npy").read_bytes()
     (truncated / "test_ims.npy").write_bytes(raw[:-8])
     _precomp(tmp / "mismatch" / "f30k_precomp", n_caps=15)
-    _precomp(tmp / "good" / "f30k_precomp")
+    _precomp(tmp / "good" / "f30k_precomp", n=1000)  # Flickr30K's 1K protocol: 1000 images
     (tmp / "run_empty").mkdir()
     (tmp / "run_empty" / "model_best.pt").write_bytes(b"")
     (tmp / "results" / "smoke" / "shapes" / "02").mkdir(parents=True)
@@ -210,21 +212,17 @@ def _cli_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def _env(tmp: Path) -> dict[str, str]:
-    """Environment of a CLI subprocess: one thread, build and results folders under ``tmp``."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", "XMR_BUILD_DIR": str(tmp / "build"),
-            "XMR_RESULTS_DIR": str(tmp / "results")}
-
-
 @pytest.fixture(scope="module")
-def cli(tmp_path_factory):
-    """The inputs folder, the cases, and the finished subprocess of every SUBPROCESS case."""
+def cli(tmp_path_factory, tool_env):
+    """The inputs folder, the cases, and the finished subprocess of every SUBPROCESS case
+    (conftest's ``tool_env``: one thread, build and results folders under the inputs folder)."""
     tmp = tmp_path_factory.mktemp("cli")
     cases = _cli_cases(tmp)
     assert list(cases) == CLI_CASES and SUBPROCESS <= set(cases)
 
     def call(name: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", *cases[name][0]], cwd=ROOT, env=_env(tmp),
+        return subprocess.run([sys.executable, "-m", *cases[name][0]], cwd=ROOT,
+                              env={**os.environ, **tool_env(tmp)},
                               capture_output=True, text=True, timeout=120)
 
     with ThreadPoolExecutor(2) as pool:
@@ -234,14 +232,14 @@ def cli(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CLI_CASES)
-def test_cli_bad_input_exits_2_with_a_clear_message(cli, name, monkeypatch, capsys):
+def test_cli_bad_input_exits_2_with_a_clear_message(cli, name, monkeypatch, capsys, tool_env):
     tmp, cases, done = cli
     (module, *args), expected = cases[name]
     if name in SUBPROCESS:
         code, err = done[name].returncode, done[name].stderr
         assert "Traceback" not in err, err
     else:
-        for key, value in _env(tmp).items():
+        for key, value in tool_env(tmp).items():
             monkeypatch.setenv(key, value)
         try:
             code = importlib.import_module(module).main(args)
@@ -337,8 +335,12 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_killed_chapter_resumes_to_the_uninterrupted_results(tmp_path):
+def test_killed_chapter_resumes_to_the_uninterrupted_results(tmp_path, tool_env):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
+
+    def _env(tree: Path) -> dict[str, str]:
+        return {**os.environ, **tool_env(tree)}
+
     quiet = dict(cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     reference = subprocess.Popen(RUN_02, env=_env(whole), **quiet)
     victim = subprocess.Popen(RUN_02, env=_env(killed), **quiet)

@@ -66,11 +66,43 @@ def features_label(shape: Sequence[int]) -> str:
 
 
 
-def data_provenance(dataset: str, folder: Path | None) -> dict[str, Any]:
-    """Source and feature type of the data of a run (real data: from the test features' shape)."""
+def portable_path(path: Path) -> str:
+    """How a run record names a folder: relative to the repository when inside it, else just
+    the folder's name (run records name no machine paths)."""
+    try:
+        return path.resolve().relative_to(repo_root().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+#: Splits of a precomp folder whose fingerprints a run record keeps (those present).
+RECORDED_SPLITS = ("train", "dev", "test", "testall")
+
+
+def vocabulary_note(dataset: str, folder: Path, profile: str) -> str | None:
+    """The sentence :func:`xmrlib.vocab.dataset_vocabulary` gives for the vocabulary of
+    ``profile``'s runs on this folder (None without training captions)."""
+    from xmrlib.config import chapter_config
+    from xmrlib.data.precomp import _read_lines
+    from xmrlib.vocab import dataset_vocabulary
+
+    caps = folder / "train_caps.txt"
+    if not caps.is_file():
+        return None
+    min_count = chapter_config("common", profile, dataset=dataset)["vocab_min_count"]
+    return dataset_vocabulary(_read_lines(caps), folder, dataset, min_count=min_count)[1]
+
+
+def data_provenance(dataset: str, folder: Path | None, profile: str = "default"
+                    ) -> dict[str, Any]:
+    """Source, feature type, content fingerprint per split and vocabulary of a run's data. The
+    source is the data set's name, never its folder (real data: the feature label from the
+    first split's array shape; fingerprints of :mod:`xmrlib.data.fingerprint`)."""
     if folder is None:
         return {"source": "Shapes generator (xmrlib.data)", "features": "Shapes"}
     import numpy as np
+
+    from xmrlib.data.fingerprint import split_fingerprint
 
     ims = next((folder / f"{s}_ims.npy" for s in ("test", "testall", "dev", "train")
                 if (folder / f"{s}_ims.npy").exists()), None)
@@ -79,5 +111,7 @@ def data_provenance(dataset: str, folder: Path | None) -> dict[str, Any]:
     except (ValueError, OSError, EOFError) as exc:
         raise ReproduceError(f"{ims}: not a readable .npy array (truncated or corrupt?): "
                              f"{exc}") from exc
-    return {"source": str(folder), "features": label}
-
+    fingerprints = {s: split_fingerprint(folder, s) for s in RECORDED_SPLITS
+                    if (folder / f"{s}_ims.npy").is_file()}
+    return {"source": dataset, "features": label, "fingerprints": fingerprints,
+            "vocabulary": vocabulary_note(dataset, folder, profile)}

@@ -3,21 +3,29 @@
 CLI (``python -m xmrlib.reproduce``):
 
 * ``run --profile smoke|default|full --dataset shapes|f30k_precomp|coco_precomp [--data-root DIR]
-  [--device auto|cpu|cuda] [--chapters 01 03 ...] [-p NAME VALUE ...] [--force]`` executes the
-  chapter notebooks ``notebooks/NN_*.ipynb`` with papermill (kernel of this interpreter,
-  ``OMP_NUM_THREADS=1``); ``-p NAME=VALUE`` works too. Executed copies go to
-  ``build/notebooks/<profile>/<dataset>/``; the tables a chapter saves go to
-  ``results/<profile>/<dataset>/<chapter>/`` with ``run.json`` (provenance). A chapter whose
-  results are complete for the same parameters and notebook, and whose executed copy exists, is
-  skipped unless ``--force``. A chapter that was killed has no ``run.json`` and runs again; its
-  training runs resume from their checkpoints.
+  [--device auto|cpu|cuda] [--seed N] [--chapters 01 03 ...] [-p NAME VALUE ...] [--force]``
+  executes the chapter notebooks ``notebooks/NN_*.ipynb`` with papermill (kernel of this
+  interpreter, ``OMP_NUM_THREADS=1``); ``-p NAME=VALUE`` works too. Before anything runs, bad
+  input is one ``error:`` line and exit code 2: an unknown name, a ``-p`` value of another type
+  than the chapter's profiles use (:func:`xmrlib.config.check_override`), and real data that
+  fails :func:`xmrlib.data.validate.check_dataset` (missing splits, COCO ``testall`` not 5000
+  images, NaN rows, integer features, feature sizes that differ, a malformed semantics line, a
+  folder of the other data set). Executed copies go to ``build/notebooks/<profile>/<dataset>/``;
+  the tables a chapter saves go to ``results/<profile>/<dataset>/<chapter>/`` with ``run.json``
+  (provenance; the data by name, content fingerprints per split and vocabulary, never a machine
+  path). A chapter whose results are complete for the same parameters, data content and
+  notebook, and whose executed copy exists, is skipped unless ``--force``. Results are published
+  atomically: a failed or killed re-run keeps the previous complete results (the failure goes to
+  ``build/failed/``); training runs resume from their checkpoints.
 * ``report`` writes ``results/report.md`` (the reproduction-status page: a summary with a verdict
   per paper table, then the paper's rows and ours side by side) and ``results/report.csv`` (long
   format) from the results of the committed profiles; ``run`` of such a profile rewrites them.
 * ``book --profile P --dataset D`` assembles ``build/book/`` (executed chapters, the table of
   contents of what exists, the report, a Shapes gallery) for ``jupyter-book build``.
-* ``evaluate --run-dir DIR --dataset D [--data-root DIR] --protocol 1k|5k|5fold1k`` evaluates a
-  trained checkpoint (a run folder of :mod:`xmrlib.train`).
+* ``evaluate --run-dir DIR --dataset D [--data-root DIR] [--protocol 1k|5k|5fold1k]
+  [--split S]`` evaluates a trained checkpoint (a run folder of :mod:`xmrlib.train`) under the
+  data set's protocol (default: MS-COCO 5-fold 1K, else 1K) on the protocol's split (MS-COCO:
+  ``testall``, 5000 images, checked).
 
 Chapters save results only through :func:`xmrlib.results.save_table` and
 :func:`~xmrlib.results.save_metrics` (both still import from here). The report is
@@ -45,7 +53,7 @@ from xmrlib.book import assemble_book
 from xmrlib.chapters import (check_profile_dataset, discover_chapters, executed_dir,
                              notebook_parameters, notebooks_dir)
 from xmrlib.provenance import (data_provenance, describe_device, git_state, package_versions,
-                               relative_to_build)
+                               portable_path, relative_to_build)
 from xmrlib.report import REPORTED_PROFILES, write_report
 from xmrlib.results import (ReproduceError, load_table, results_dir, results_root, save_metrics,
                             save_table)
@@ -87,7 +95,12 @@ def _file_sha(path: Path) -> str:
 
 
 def resolve_data_root(dataset: str, data_root: str | Path | None) -> Path | None:
-    """Check ``--data-root`` for a real dataset: returns the folder holding ``*_ims.npy``."""
+    """Check ``--data-root`` for a real dataset: returns the folder holding ``*_ims.npy``. A
+    root named after the other data set is an error naming both
+    (:func:`xmrlib.data.validate.find_dataset_folder`)."""
+    from xmrlib.data.precomp import REAL_DATASETS
+    from xmrlib.data.validate import find_dataset_folder
+
     if dataset == "shapes":
         return None
     if data_root is None:
@@ -95,12 +108,40 @@ def resolve_data_root(dataset: str, data_root: str | Path | None) -> Path | None
                              f"{dataset}/ (or its files test_ims.npy, test_caps.txt) in the SCAN "
                              "precomp layout; see the book's real-data guide")
     root = Path(data_root).expanduser()
-    for candidate in (root / dataset, root):
-        if (candidate / "test_caps.txt").exists() or any(candidate.glob("*_ims.npy")):
-            return candidate
+    if ((root / dataset).is_dir() or root.name in REAL_DATASETS
+            or any(root.glob("*_caps.txt"))):
+        return find_dataset_folder(dataset, root)
+    if any(root.glob("*_ims.npy")):
+        return root
     raise ReproduceError(f"--data-root {root}: neither {root / dataset} nor {root} holds "
                          f"precomp files (expected test_ims.npy and test_caps.txt)")
 
+
+def check_params(params: dict[str, Any], declared: dict[str, dict[str, Any]]) -> None:
+    """``-p`` values: each names a parameter some selected chapter declares (not a base one,
+    which has its own option) and has the type of the values the chapter's profiles use
+    (:func:`xmrlib.config.check_override`)."""
+    from xmrlib.config import BASE as CHAPTER_VALUES, check_override
+
+    selected = ", ".join(declared)
+    for chapter, names in declared.items():  # without them the chapter ignores the runner's
+        missing = [n for n in BASE_PARAMETERS if n not in names]
+        if missing:
+            raise ReproduceError(f"chapter {chapter}: its parameters cell (the code cell tagged "
+                                 f"'parameters') does not declare {', '.join(missing)}"
+                                 f"{'' if names else ' (no cell has the tag)'}; expected the "
+                                 "base parameters of CONTRIBUTING.md")
+    for name, value in params.items():
+        if name in BASE_PARAMETERS:
+            raise ReproduceError(f"-p {name}: set it with --{name.replace('_', '-')} instead")
+        owners = [c for c, d in declared.items() if name in d]
+        if not owners:
+            known = sorted({n for d in declared.values() for n in d} - set(BASE_PARAMETERS))
+            raise ReproduceError(f"unknown parameter {name!r} for chapter(s) {selected}:"
+                                 f" known ones are {', '.join(known) or 'none'}")
+        for chapter in owners:
+            if chapter in CHAPTER_VALUES:
+                check_override(chapter, name, value)
 
 
 # --------------------------------------------------------------------------- running
@@ -117,7 +158,9 @@ class ChapterOutcome:
     files: list[str] = field(default_factory=list)
 
 
-def _complete(run_json: Path, params: dict[str, Any], nb_sha: str, executed: Path) -> bool:
+def _complete(run_json: Path, params: dict[str, Any], data: dict[str, Any], nb_sha: str,
+              executed: Path) -> bool:
+    """Results complete for these (recorded) parameters, data content and notebook."""
     if not run_json.exists() or not executed.exists():
         return False
     try:
@@ -125,7 +168,7 @@ def _complete(run_json: Path, params: dict[str, Any], nb_sha: str, executed: Pat
     except json.JSONDecodeError:
         return False
     return (info.get("status") == "complete" and info.get("parameters") == params
-            and info.get("notebook_sha256") == nb_sha)
+            and info.get("data") == data and info.get("notebook_sha256") == nb_sha)
 
 
 def _failure_message(chapter: str, exc: Exception, source: Path, executed: Path) -> str:
@@ -147,29 +190,67 @@ def _failure_message(chapter: str, exc: Exception, source: Path, executed: Path)
     return f"chapter {chapter} failed: {type(exc).__name__}: {exc}"
 
 
-def _publish(staging: Path, final: Path) -> list[str]:
-    """Replace the CSVs of ``final`` by those of ``staging`` (each file written atomically)."""
-    final.mkdir(parents=True, exist_ok=True)
-    for old in final.glob("*.csv"):
-        old.unlink()
+def _publish(staged: Path, final: Path, info: dict[str, Any]) -> list[str]:
+    """Swap in the complete results of a chapter: its CSVs from ``staged`` and ``run.json``
+    (``info`` with ``files``) are written into a hidden sibling ``.NN.new-*`` of ``final``,
+    which then replaces ``final`` by two renames; the previous results stay whole until then."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    new, old = (final.parent / f".{final.name}.{kind}-{token}" for kind in ("new", "old"))
+    new.mkdir()
     names = []
-    for src in sorted(staging.glob("*.csv")):
-        atomic_write_text(final / src.name, src.read_text(encoding="utf-8"))
+    for src in sorted(staged.glob("*.csv")):
+        shutil.copyfile(src, new / src.name)
         names.append(src.name)
+    info["files"] = names
+    atomic_write_json(new / "run.json", info)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
     return names
+
+
+def _recover(final: Path) -> None:
+    """Tidy what a kill during :func:`_publish` left: restore the previous results when the
+    swap was cut between its renames, remove half-written ones."""
+    for leftover in sorted(final.parent.glob(f".{final.name}.*")):
+        if leftover.name.startswith(f".{final.name}.old-") and not final.exists():
+            os.replace(leftover, final)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _execute(nb: Path, out: Path, params: dict[str, Any]) -> None:
+    """Execute notebook ``nb`` with papermill into ``out`` (kernel of this interpreter)."""
+    import papermill
+
+    papermill.execute_notebook(str(nb), str(out), parameters=params, kernel_name=KERNEL_NAME,
+                               progress_bar=False, cwd=str(nb.parent))
+
+
+def check_data(dataset: str, folder: Path | None) -> None:
+    """A real-data folder as a whole, before anything trains
+    (:func:`xmrlib.data.validate.check_dataset`: splits, sizes of the protocol splits, dtype,
+    finite sample, feature sizes, semantics lines, the data set it belongs to)."""
+    if folder is not None:
+        from xmrlib.data.validate import check_dataset
+
+        check_dataset(dataset, folder)
 
 
 def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None,
                  device: str = "auto", chapters: Sequence[str] | None = None,
                  params: dict[str, Any] | None = None, force: bool = False,
-                 nb_dir: Path | None = None, log=print) -> list[ChapterOutcome]:
+                 nb_dir: Path | None = None, log=print, seed: int | None = None
+                 ) -> list[ChapterOutcome]:
     """Execute chapter notebooks; see the module docstring. Returns one outcome per chapter.
 
-    Raises :class:`ReproduceError` for an unknown profile, dataset, chapter or parameter and for a
-    missing data root, before anything runs.
+    Raises :class:`ReproduceError` (or :class:`~xmrlib.data.precomp.DataError`) for an unknown
+    profile, dataset, chapter or parameter, a ``-p`` value of the wrong type, a missing data
+    root and data that fails the checks of :mod:`xmrlib.data.validate`, before anything runs.
+    ``seed`` (None: each chapter's default) is the ``seed`` parameter of every chapter.
     """
-    import papermill
-
     check_profile_dataset(profile, dataset)
     folder = resolve_data_root(dataset, data_root)
     available = discover_chapters(nb_dir)
@@ -182,17 +263,12 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
                              f"{nb_dir or notebooks_dir()} has {', '.join(available) or 'none'}")
     params = dict(params or {})
     declared = {c: notebook_parameters(available[c]) for c in selected}
-    for name in params:
-        if name in BASE_PARAMETERS:
-            raise ReproduceError(f"-p {name}: set it with --{name.replace('_', '-')} instead")
-        if not any(name in d for d in declared.values()):
-            known = sorted({n for d in declared.values() for n in d} - set(BASE_PARAMETERS))
-            raise ReproduceError(f"unknown parameter {name!r} for chapter(s) {', '.join(selected)}:"
-                                 f" known ones are {', '.join(known) or 'none'}")
+    check_params(params, declared)
+    check_data(dataset, folder)
 
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the kernels
     dev_name = describe_device(device)
-    data_info = data_provenance(dataset, folder)
+    data_info = data_provenance(dataset, folder, profile)
     git = git_state()
     versions = package_versions()
     outcomes: list[ChapterOutcome] = []
@@ -201,18 +277,20 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
         nb_params = {"profile": profile, "dataset": dataset,
                      "data_root": str(folder) if folder else None, "device": device}
         nb_params.update({k: v for k, v in params.items() if k in declared[chapter]})
-        nb_params.setdefault("seed", declared[chapter].get("seed", 0))
+        nb_params["seed"] = declared[chapter].get("seed", 0) if seed is None else seed
+        recorded = {**nb_params, "data_root": portable_path(folder) if folder else None}
         nb_sha = _file_sha(nb)
         executed = executed_dir(profile, dataset) / nb.name
         final = results_dir(profile, dataset, chapter)
-        if not force and _complete(final / "run.json", nb_params, nb_sha, executed):
+        _recover(final)
+        if not force and _complete(final / "run.json", recorded, data_info, nb_sha, executed):
             log(f"[{chapter}] skipped: results complete for these parameters (use --force)")
             outcomes.append(ChapterOutcome(chapter, "skipped", executed=executed))
             continue
-        # not complete from here on: a kill while running or publishing leaves no run.json,
-        # so the next run re-runs the chapter instead of skipping a torn result
-        (final / "run.json").unlink(missing_ok=True)
+        # the previous results stay until this run completes (_publish); the chapter writes
+        # its tables into a staging tree and papermill its executed copy beside the final one
         staging = build_dir() / "staging" / uuid.uuid4().hex
+        running = executed.with_name(f".{nb.stem}.running-{staging.name[:8]}.ipynb")
         previous = os.environ.get("XMR_RESULTS_DIR")
         os.environ["XMR_RESULTS_DIR"] = str(staging)
         executed.parent.mkdir(parents=True, exist_ok=True)
@@ -220,56 +298,87 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
         log(f"[{chapter}] running {nb.name} ({profile}, {dataset})")
         error = None
         try:
-            papermill.execute_notebook(str(nb), str(executed), parameters=nb_params,
-                                       kernel_name=KERNEL_NAME, progress_bar=False,
-                                       cwd=str(nb.parent))
+            _execute(nb, running, nb_params)
         except Exception as exc:  # noqa: BLE001 - any failure is reported and the others run
-            error = _failure_message(chapter, exc, nb, executed)
+            failed_copy = build_dir() / "failed" / profile / dataset / nb.name
+            failed_copy.parent.mkdir(parents=True, exist_ok=True)
+            if running.exists():
+                os.replace(running, failed_copy)
+            error = _failure_message(chapter, exc, nb, failed_copy)
         finally:
             if previous is None:
                 os.environ.pop("XMR_RESULTS_DIR", None)
             else:
                 os.environ["XMR_RESULTS_DIR"] = previous
         wall = time.perf_counter() - t0
-        staged = staging / profile / dataset / chapter
-        files = _publish(staged, final) if error is None else []
-        shutil.rmtree(staging, ignore_errors=True)
         info = {"status": "failed" if error else "complete", "chapter": chapter,
-                "notebook": nb.name, "notebook_sha256": nb_sha, "executed_notebook": relative_to_build(executed),
-                "parameters": nb_params, "seed": nb_params["seed"], "profile": profile,
-                "dataset": dataset, "git": git, "packages": versions, "device": dev_name,
-                "python": platform.python_version(), "platform": platform.platform(),
-                "start": start.isoformat(), "end": datetime.now(timezone.utc).isoformat(),
-                "wall_s": round(wall, 2), "data": data_info, "files": files, "error": error}
+                "notebook": nb.name, "notebook_sha256": nb_sha,
+                "executed_notebook": relative_to_build(executed), "parameters": recorded,
+                "seed": nb_params["seed"], "profile": profile, "dataset": dataset, "git": git,
+                "packages": versions, "device": dev_name, "python": platform.python_version(),
+                "platform": platform.platform(), "start": start.isoformat(),
+                "end": datetime.now(timezone.utc).isoformat(), "wall_s": round(wall, 2),
+                "data": data_info, "files": [], "error": error}
+        failed_json = build_dir() / "failed" / profile / dataset / f"{chapter}.json"
         if error is None:
-            atomic_write_json(final / "run.json", info)
-            log(f"[{chapter}] complete in {wall:.1f} s: {len(files)} table(s)")
+            _publish(staging / profile / dataset / chapter, final, info)
+            if running.exists():
+                os.replace(running, executed)
+            failed_json.unlink(missing_ok=True)
+            log(f"[{chapter}] complete in {wall:.1f} s: {len(info['files'])} table(s)")
         else:
-            atomic_write_json(build_dir() / "failed" / profile / dataset / f"{chapter}.json", info)
-            log(f"[{chapter}] FAILED after {wall:.1f} s: {error}")
-        outcomes.append(ChapterOutcome(chapter, info["status"], wall, error, executed, files))
+            info["executed_notebook"] = relative_to_build(failed_copy)
+            atomic_write_json(failed_json, info)
+            kept = " (the previous results are kept)" if (final / "run.json").exists() else ""
+            log(f"[{chapter}] FAILED after {wall:.1f} s{kept}: {error}")
+        shutil.rmtree(staging, ignore_errors=True)
+        outcomes.append(ChapterOutcome(chapter, info["status"], wall, error, executed,
+                                       info["files"]))
     return outcomes
 
 # --------------------------------------------------------------------------- evaluate
 
 def evaluate_run(run_dir: str | Path, dataset: str, data_root: str | Path | None = None,
-                 protocol: str = "1k", device: str = "auto", profile: str = "default",
-                 split: str = "test") -> dict[str, float]:
+                 protocol: str | None = None, device: str = "auto", profile: str = "default",
+                 split: str | None = None) -> dict[str, float]:
     """Evaluate the best checkpoint of a training run folder (``model_best.pt``, written by
-    :func:`xmrlib.train.fit`) on ``split`` of a dataset with one of the protocols."""
+    :func:`xmrlib.train.fit`) on ``split`` of a dataset with one of the protocols.
+
+    ``protocol`` None: the data set's (Flickr30K and Shapes 1K, MS-COCO 5-fold 1K); ``split``
+    None: the protocol's (MS-COCO's both on ``testall``). A real data set's protocol on another
+    split or another number of images, and features of another size than the model's, are
+    errors naming the file, before anything is scored.
+    """
+    from xmrlib.config import chapter_config
+    from xmrlib.data.validate import check_protocol_split, check_split, protocol_split
+
     check_profile_dataset(profile, dataset)
     if not (Path(run_dir) / "model_best.pt").exists():
         raise ReproduceError(f"--run-dir {run_dir}: no model_best.pt (expected a run folder "
                              "written by xmrlib.train.fit, e.g. under build/runs/)")
     folder = resolve_data_root(dataset, data_root)
+    protocol = protocol or chapter_config("common", profile, dataset=dataset)["protocol"]
+    split = split or protocol_split(dataset, protocol)
+    if folder is not None:
+        want = protocol_split(dataset, protocol)
+        if split != want:  # named before the split is read: it may not even exist
+            check_protocol_split(dataset, protocol, split, -1, folder)
+        check_protocol_split(dataset, protocol, split, check_split(folder, split).n_images,
+                             folder)
+    from xmrlib.checkpoint import load_run
     from xmrlib.data import get_dataset, load_precomp
     from xmrlib.evaluation import evaluate
-    from xmrlib.checkpoint import load_run
     from xmrlib.utils import resolve_device
 
     resolve_device(device)  # an unavailable device fails before anything is loaded
     data = load_precomp(folder or get_dataset("shapes", profile=profile), split)
     model = load_run(run_dir, device=device)
+    want_dim = getattr(model, "config", {}).get("img_dim")
+    if want_dim is not None and int(data.images.shape[-1]) != want_dim:
+        raise ReproduceError(f"{data.root / f'{split}_ims.npy'}: features of size "
+                             f"{data.images.shape[-1]}, but the model in {run_dir} was trained "
+                             f"on features of size {want_dim}: evaluate it on the features it "
+                             "was trained with")
     return evaluate(model, data, protocol=protocol, device=device)
 
 
@@ -283,6 +392,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="shapes")
     run.add_argument("--data-root", default=None)
     run.add_argument("--device", default="auto")
+    run.add_argument("--seed", type=int, default=None,
+                     help="the seed parameter of every chapter (default: each chapter's)")
     run.add_argument("--chapters", nargs="+", default=None, metavar="NN")
     run.add_argument("-p", "--param", nargs="+", action="append", default=[],
                      metavar="NAME VALUE",
@@ -297,7 +408,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--run-dir", required=True)
     ev.add_argument("--dataset", default="shapes")
     ev.add_argument("--data-root", default=None)
-    ev.add_argument("--protocol", default="1k", choices=("1k", "5k", "5fold1k"))
+    ev.add_argument("--protocol", default=None, choices=("1k", "5k", "5fold1k"),
+                    help="default: the data set's (MS-COCO 5fold1k, else 1k)")
+    ev.add_argument("--split", default=None,
+                    help="default: the protocol's (MS-COCO testall, else test)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--profile", default="default", help="Shapes size when --dataset shapes")
     return p
@@ -311,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = dict(parse_param(words) for words in args.param)
             nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else None
             outcomes = run_chapters(args.profile, args.dataset, args.data_root, args.device,
-                                    args.chapters, params, args.force, nb_dir)
+                                    args.chapters, params, args.force, nb_dir, seed=args.seed)
             for o in outcomes:
                 print(f"  {o.chapter}: {o.status:8s} {o.wall_s:7.1f} s")
             if args.profile in REPORTED_PROFILES:  # results/report.* follow the CSVs they show
@@ -329,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"book assembled; table of contents: {assemble_book(args.profile, args.dataset)}")
             return 0
         metrics = evaluate_run(args.run_dir, args.dataset, args.data_root, args.protocol,
-                               args.device, args.profile)
+                               args.device, args.profile, args.split)
         print(json.dumps(metrics, indent=2))
         return 0
     except (ValueError, FileNotFoundError) as exc:  # ReproduceError, DataError, bad device ...

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from xmrlib.data.precomp import (REAL_DATA_HELP, REAL_DATASETS, DataError, check_features,
-                                 SEMANTICS_FORMAT)
+                                 parse_semantics_line, SEMANTICS_FORMAT)
 
 #: Splits each data set needs (COCO's 1K ``test`` is optional: its protocols use ``testall``).
 REQUIRED_SPLITS = {"f30k_precomp": ("train", "dev", "test"),
@@ -115,10 +115,24 @@ def check_split(folder: Path, split: str, captions_per_image: int = 5) -> SplitI
         raise DataError(f"{caps}: {n_caps} captions for {arr.shape[0]} images in {ims.name}; "
                         f"expected {captions_per_image} x {arr.shape[0]}")
     sem = folder / f"{split}_semantics.txt"
-    if sem.is_file() and _count_lines(sem) != n_img:
-        raise DataError(f"{sem}: {_count_lines(sem)} lines for {n_img} images; expected "
-                        f"{SEMANTICS_FORMAT.replace('{split}', split)}")
+    if sem.is_file():
+        check_semantics(sem, split, n_img)
     return SplitInfo(n_img, n_caps, tuple(arr.shape), per_caption)
+
+
+def check_semantics(path: Path, split: str, n_images: int) -> None:
+    """A ``{split}_semantics.txt`` has one well-formed line per image (every line parsed, as
+    chapter 06 reads it: a line count alone lets a tab-separated line through as one phrase)."""
+    n = _count_lines(path)
+    if n != n_images:
+        raise DataError(f"{path}: {n} lines for {n_images} images; expected "
+                        f"{SEMANTICS_FORMAT.replace('{split}', split)}")
+    with open(path, encoding="utf-8", errors="strict", newline="") as f:
+        try:
+            for lineno, line in enumerate(f, start=1):
+                parse_semantics_line(line.rstrip("\n").rstrip("\r"), path, lineno)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not valid UTF-8 ({e.reason})") from e
 
 
 def _check_identity(dataset: str, folder: Path, present: list[str],
