@@ -100,3 +100,18 @@ def test_override_types_accept_what_the_profiles_use():
     config.check_override("06", "table2_settings", [[0.2, 1], [0.5, 5]])
     with pytest.raises(ValueError, match="true or false"):
         config.check_override("05", "ablations", 1)
+
+
+def test_chapter_05_orders_its_runs_over_three_seeds():
+    """Chapter 05 states orderings of alpha, sizes and modules only with their spread over seeds
+    (issue 16): the default profile repeats every run for 3 seeds and papermill can set it."""
+    import json
+
+    from xmrlib.utils import repo_root
+
+    assert chapter_config("05", "default")["n_seeds"] >= 3
+    assert chapter_config("05", "smoke")["n_seeds"] == 1
+    nb = json.loads((repo_root() / "notebooks" / "05_mmca.ipynb").read_text())
+    params = ["".join(c["source"]) for c in nb["cells"]
+              if "parameters" in c["metadata"].get("tags", [])]
+    assert any(line.startswith("n_seeds = None") for line in params[0].splitlines())
