@@ -243,3 +243,20 @@ def test_run_json_names_no_machine_path(real_root, tmp_path, fresh_build):
     [again] = rp.run_chapters("smoke", "f30k_precomp", data_root=real_root, device="cpu",
                               nb_dir=nbs, log=lambda m: None)
     assert again.status == "skipped"
+
+
+# --------------------------------------------------------------------------- training CLI
+
+def test_training_cli_uses_the_datasets_values(real_root, capsys, fresh_build):
+    """``python -m xmrlib.train --dataset coco_precomp`` trains with the data set's profile
+    values: the official vocabulary file beside the features, not one built as for Shapes."""
+    from xmrlib import runs
+    from xmrlib.vocab import Vocabulary
+
+    code = runs.main(["--chapter", "03", "--profile", "smoke", "--dataset", "coco_precomp",
+                      "--data-root", str(real_root), "--device", "cpu"])
+    assert code == 0
+    run_dir = capsys.readouterr().out.split()[0]
+    config = json.loads((__import__("pathlib").Path(run_dir) / "config.json").read_text())
+    official = Vocabulary.load(real_root.parent / "vocab" / "coco_precomp_vocab.json")
+    assert config["model"]["config"]["vocab"] == official.to_dict()

@@ -182,14 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         resolve_device(args.device)  # an unavailable device fails before any data is made
-        chapter_config(args.chapter, args.profile)  # an unknown profile too
+        chapter_config(args.chapter, args.profile, dataset=args.dataset)  # unknown names too
         root = get_dataset(args.dataset, data_root=args.data_root, profile=args.profile)
         train, dev = load_precomp(root, "train"), load_precomp(root, "dev")
         flags = {"max_violation": False, "image_norm": False} if args.vse0 else {}
         result = fit_chapter_model(args.chapter, args.model, train, dev, args.profile,
                                    seed=args.seed, device=args.device,
                                    train_overrides={"gather_negatives": not args.no_gather},
-                                   **flags)
+                                   dataset=args.dataset, **flags)
     except (ValueError, FileNotFoundError) as exc:  # DataError, unknown profile, bad device ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
