@@ -59,11 +59,25 @@ class ChapterTree:
         return self.notebooks / name
 
 
+def scratch_env(root) -> dict[str, str]:
+    """The variables that point the tools at a scratch tree: ``build/`` and ``results/`` under
+    ``root`` (``XMR_BUILD_DIR`` / ``XMR_RESULTS_DIR``), one thread."""
+    return {"OMP_NUM_THREADS": "1", "XMR_BUILD_DIR": str(root / "build"),
+            "XMR_RESULTS_DIR": str(root / "results")}
+
+
+@pytest.fixture(scope="session")
+def tool_env():
+    """:func:`scratch_env`, for a test that runs the tools in a subprocess or in several trees
+    (a fixture, so that test modules do not import conftest)."""
+    return scratch_env
+
+
 @pytest.fixture
 def chapter_tree(tmp_path, monkeypatch):
     """A :class:`ChapterTree` in ``tmp_path``, its build and results folders set for this test."""
-    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
+    for key, value in scratch_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
     return ChapterTree(tmp_path)
 
 
