@@ -260,3 +260,10 @@ def test_training_cli_uses_the_datasets_values(real_root, capsys, fresh_build):
     config = json.loads((__import__("pathlib").Path(run_dir) / "config.json").read_text())
     official = Vocabulary.load(real_root.parent / "vocab" / "coco_precomp_vocab.json")
     assert config["model"]["config"]["vocab"] == official.to_dict()
+
+
+def test_check_is_the_dry_run_of_the_cli(capsys, fresh_build):
+    """``reproduce check`` (the real-data guide's first GPU step) runs the preflight table."""
+    code = rp.main(["check", "--profile", "smoke", "--chapters", "02", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0 and "| 02 | Kiros VSE |" in out and "| ok |" in out

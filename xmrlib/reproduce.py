@@ -17,6 +17,9 @@ CLI (``python -m xmrlib.reproduce``):
   notebook, and whose executed copy exists, is skipped unless ``--force``. Results are published
   atomically: a failed or killed re-run keeps the previous complete results (the failure goes to
   ``build/failed/``); training runs resume from their checkpoints.
+* ``check --profile P --dataset D [--data-root DIR] [--device D] [--chapters NN ...]`` is the
+  dry run of :mod:`xmrlib.preflight`: every chapter's models built, trained a few steps and
+  evaluated on the device, with time and peak memory (exit code 1 if a model failed).
 * ``report`` writes ``results/report.md`` (the reproduction-status page: a summary with a verdict
   per paper table, then the paper's rows and ours side by side) and ``results/report.csv`` (long
   format) from the results of the committed profiles; ``run`` of such a profile rewrites them.
@@ -400,6 +403,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="a chapter parameter: -p NAME VALUE or -p NAME=VALUE (repeatable)")
     run.add_argument("--force", action="store_true", help="re-run complete chapters")
     run.add_argument("--notebooks-dir", default=None, help="folder of NN_name.ipynb chapters")
+    check = sub.add_parser("check", help="dry run: build, train a few steps and evaluate "
+                           "every chapter's models on the device (xmrlib.preflight)")
+    check.add_argument("--profile", required=True)
+    check.add_argument("--dataset", default="shapes")
+    check.add_argument("--data-root", default=None)
+    check.add_argument("--device", default="auto")
+    check.add_argument("--chapters", nargs="+", default=None, metavar="NN")
     sub.add_parser("report", help="write results/report.md and report.csv and print them")
     book = sub.add_parser("book", help="assemble build/book/ for jupyter-book build")
     book.add_argument("--profile", required=True)
@@ -434,6 +444,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for o in failed:
                 print(f"error: {o.error}", file=sys.stderr)
             return 1 if failed else 0
+        if args.command == "check":
+            from xmrlib.preflight import markdown, run_checks
+
+            check_profile_dataset(args.profile, args.dataset)
+            check_data(args.dataset, resolve_data_root(args.dataset, args.data_root))
+            rows = run_checks(args.profile, args.dataset, args.data_root, args.device,
+                              args.chapters)
+            print(markdown(rows))
+            return 1 if any(r["error"] for r in rows) else 0
         if args.command == "report":
             md, csv, _ = write_report()
             print(md.read_text(encoding="utf-8"))
