@@ -115,7 +115,9 @@ def parse_semantics_line(line: str, path: Path, lineno: int) -> list[tuple[str, 
     ``phrase:confidence`` joined by ``|``, sorted by confidence; an empty line = no detection.
     A line that breaks the format is a :class:`DataError` naming the file and the line."""
     if "\t" in line:
-        raise DataError(f"{path}, line {lineno}: found a tab; expected {SEMANTICS_FORMAT}")
+        split = Path(path).name.rsplit("_semantics", 1)[0]
+        raise DataError(f"{path}, line {lineno}: found a tab; expected "
+                        f"{SEMANTICS_FORMAT.replace('{split}', split)}")
     items: list[tuple[str, float]] = []
     for part in line.split(SEMANTICS_SEPARATOR) if line.strip() else []:
         phrase, sep, conf = part.rpartition(":")
