@@ -267,34 +267,40 @@ def test_atomic_write_killed_before_rename_keeps_the_old_file(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_publish_killed_midway_reruns_instead_of_skipping(chapter_tree, monkeypatch):
+def test_publish_killed_midway_keeps_the_previous_results(chapter_tree, monkeypatch):
+    """A kill while a re-run's results are swapped in (between the two renames of the publish)
+    leaves the previous complete results aside; the next run restores them before it looks
+    at them, so they are neither lost nor torn, and no hidden folder is left behind."""
     nbs = chapter_tree.notebooks
     chapter_tree.chapter("01_two.ipynb", [
         "import pandas as pd\nfrom xmrlib.reproduce import save_table\n"
         "for name in ('a', 'b'):\n"
         "    save_table(pd.DataFrame({'x': [scale]}), name, chapter='01', profile=profile,"
         " dataset=dataset)"])
-    kw = dict(profile="smoke", dataset="shapes", device="cpu", chapters=["01"],
-              params={"scale": 2}, nb_dir=nbs, log=lambda m: None)
-    assert [o.status for o in rp.run_chapters(**kw)] == ["complete"]
+    kw = dict(profile="smoke", dataset="shapes", device="cpu", chapters=["01"], nb_dir=nbs,
+              log=lambda m: None)
+    assert [o.status for o in rp.run_chapters(**kw, params={"scale": 2})] == ["complete"]
     final = chapter_tree.root / "results" / "smoke" / "shapes" / "01"
-    real, written = rp.atomic_write_text, []
+    real_replace = rp.os.replace
 
-    def dies_on_second_csv(path, text):
-        if written:
+    def dies_between_renames(src, dst):
+        if Path(src).name.startswith(".01.new-"):  # the second rename: new results -> final
             raise KeyboardInterrupt
-        written.append(path)
-        real(path, text)
+        real_replace(src, dst)
 
-    monkeypatch.setattr(rp, "atomic_write_text", dies_on_second_csv)
+    monkeypatch.setattr(rp.os, "replace", dies_between_renames)
     with pytest.raises(KeyboardInterrupt):
-        rp.run_chapters(**kw, force=True)
-    monkeypatch.setattr(rp, "atomic_write_text", real)
-    assert not (final / "run.json").exists()      # torn results are not marked complete
-    assert sorted(p.name for p in final.iterdir()) == ["a.csv"]
-    assert [o.status for o in rp.run_chapters(**kw)] == ["complete"]   # re-run, not skipped
+        rp.run_chapters(**kw, params={"scale": 3}, force=True)
+    monkeypatch.setattr(rp.os, "replace", real_replace)
+    assert not final.exists()  # the kill left the previous results aside, the new ones hidden
+    [old] = final.parent.glob(".01.old-*")
+    assert pd.read_csv(old / "b.csv")["x"].tolist() == [2]
+    assert [o.status for o in rp.run_chapters(**kw, params={"scale": 2})] == ["skipped"]
     for name in ("a", "b"):
         assert pd.read_csv(final / f"{name}.csv")["x"].tolist() == [2]
+    assert not list(final.parent.glob(".01.*"))
+    assert [o.status for o in rp.run_chapters(**kw, params={"scale": 3})] == ["complete"]
+    assert pd.read_csv(final / "b.csv")["x"].tolist() == [3]
 
 
 # --------------------------------------------------------------------------- killed chapter
