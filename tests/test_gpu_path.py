@@ -70,13 +70,14 @@ def test_set_device_does_nothing_off_cuda(monkeypatch):
 
 
 def test_fit_under_torchrun_trains_on_its_ranks_gpu(monkeypatch, tmp_path):
-    """fit on rank 1 of 2: cuda:1, set_device(1) and DDP's device_ids=[1] (not GPU 0)."""
+    """fit on rank 1 of 2: cuda:1, DDP's device_ids=[1] (not GPU 0), and GPU 1 is the current
+    device before the process group is joined (NCCL's communicator uses the current device)."""
     from torch import nn
 
     import xmrlib.train as train
     from test_train import CFG, _model, _shuffled_loader
 
-    wrapped = {}
+    wrapped, current = {}, []
 
     class DDP(nn.Module):  # records what DDP is given; the single rank trains as is
         def __init__(self, module, device_ids=None):
@@ -87,15 +88,15 @@ def test_fit_under_torchrun_trains_on_its_ranks_gpu(monkeypatch, tmp_path):
         def forward(self, *args):
             return self.module(*args)
 
-    monkeypatch.setattr(train, "init_distributed", lambda dev: (1, 2))
     monkeypatch.setattr(nn.parallel, "DistributedDataParallel", DDP)
     with fake_gpus(monkeypatch, count=2) as gpu:
+        monkeypatch.setattr(train, "init_distributed",
+                            lambda dev: (current.append(gpu["current"]), (1, 2))[1])
         _torchrun(monkeypatch, local_rank=1)
         model = _model()
         cfg = train.TrainConfig(**{**CFG.__dict__, "gather_negatives": False})
         train.fit(model, _shuffled_loader(), None, cfg, tmp_path, progress=False, max_steps=2)
-        assert ("set_device", 1) in gpu["calls"] and gpu["current"] == 1
-        assert wrapped["device_ids"] == [1]
+        assert current == [1] and wrapped["device_ids"] == [1]
         assert {p.device for p in model.parameters()} == {torch.device("cuda", 1)}
 
 
