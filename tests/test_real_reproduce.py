@@ -267,3 +267,24 @@ def test_check_is_the_dry_run_of_the_cli(capsys, fresh_build):
     code = rp.main(["check", "--profile", "smoke", "--chapters", "02", "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == 0 and "| 02 | Kiros VSE |" in out and "| ok |" in out
+
+
+def test_the_documented_commands_parse():
+    """Every ``python -m xmrlib.reproduce`` command of the README and the real-data guide is
+    one the CLI accepts (subcommand and options)."""
+    import shlex
+
+    from xmrlib.utils import repo_root
+
+    commands = []
+    for page in ("README.md", "book/real_data.md"):
+        for line in (repo_root() / page).read_text(encoding="utf-8").splitlines():
+            if line.startswith("python -m xmrlib.reproduce "):
+                commands.append(shlex.split(line.split("#")[0])[3:])
+    assert len(commands) >= 10
+    parser = rp._parser()
+    for argv in commands:
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"the CLI refuses the documented command: {' '.join(argv)}")
