@@ -110,12 +110,19 @@ def test_deterministic_flags_on_cuda_only(monkeypatch):
     configure_determinism(torch.device("cuda"))
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.delenv("XMR_DETERMINISTIC", raising=False)
+    configure_determinism(torch.device("cuda"))
+    assert not torch.are_deterministic_algorithms_enabled()
     try:
         configure_determinism(torch.device("cuda"), strict=True)
         assert torch.are_deterministic_algorithms_enabled()
         import os
 
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        torch.use_deterministic_algorithms(False)
+        monkeypatch.setenv("XMR_DETERMINISTIC", "1")  # the switch the real-data guide names
+        configure_determinism(torch.device("cuda"))
+        assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
 

@@ -97,8 +97,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_determinism(device: torch.device, strict: bool = False) -> None:
-    """Deterministic GPU kernels where they are cheap; all of them with ``strict``.
+def configure_determinism(device: torch.device, strict: bool | None = None) -> None:
+    """Deterministic GPU kernels where they are cheap; all of them with ``strict`` (``None``:
+    when the environment variable ``XMR_DETERMINISTIC`` is ``1``).
 
     On CUDA, cuDNN's RNN and convolution kernels are chosen deterministically and not by timing
     (``cudnn.deterministic``, no ``cudnn.benchmark``): for the book's GRU/LSTM and 1-D CNN this
@@ -111,6 +112,8 @@ def configure_determinism(device: torch.device, strict: bool = False) -> None:
     variable ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before the first matrix product, which is
     set here when absent. The CPU kernels the book uses are deterministic already.
     """
+    if strict is None:
+        strict = os.environ.get("XMR_DETERMINISTIC") == "1"
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
