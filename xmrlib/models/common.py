@@ -96,9 +96,10 @@ class GlobalImageEncoder(nn.Module):
 
 
 class RNNTextEncoder(nn.Module):
-    """Word embeddings + GRU/LSTM over packed sequences, always in float32.
+    """Word embeddings + GRU/LSTM over packed sequences, in the weights' dtype (never autocast).
 
-    The recurrence runs outside autocast (:func:`autocast_off`), in float32: under a bfloat16
+    The recurrence runs outside autocast (:func:`autocast_off`), in the dtype of the RNN's
+    weights (float32; float64 when a test converts the model with ``.double()``): under a bfloat16
     autocast, torch's cuDNN RNN wrapper (``_cudnn_rnn`` in ATen's ``cudnn/AutocastRNN.cpp``)
     casts the input, the hidden state and the weights to *float16* whatever dtype autocast was
     given, and no gradient scaler guards float16 gradients in this training loop; CPU autocast
@@ -123,7 +124,8 @@ class RNNTextEncoder(nn.Module):
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x = self.embed(tokens)  # (n, L, word_dim)
-        packed = pack_padded_sequence(x.to(self.rnn.weight_ih_l0.dtype), lengths.cpu().clamp(min=1), batch_first=True,
+        x = x.to(self.rnn.weight_ih_l0.dtype)  # the RNN's dtype, whatever autocast would pick
+        packed = pack_padded_sequence(x, lengths.cpu().clamp(min=1), batch_first=True,
                                       enforce_sorted=False)
         with autocast_off(x):
             out, hidden = self.rnn(packed)
