@@ -12,7 +12,9 @@ sorted by confidence), which forms a pseudo pair (v^u, s). The model:
   weighs entity i (region or word) by ``W_ik = softmax_i(lambda * alpha_ik)`` with
   ``alpha_ik = tanh(P_k mean_i x_i) . tanh(Q_k x_i)``; the instance embedding is the
   concatenation of the K weighted sums (dimension ``K * embed_size``), l2-normalised so that the
-  inner product is the paper's cosine similarity.
+  inner product is the paper's cosine similarity. The context vectors have the
+  embedding size, as the paper fixes ("the same dimension is shared by all the context vectors
+  in the attention modules"): ``attn_dim=None`` means ``embed_size``.
 * **Triplet alignment** (Eqs. 2-3): ``beta * l^p(v, t; 0.2) + (1 - beta) * l^p(v^u, s; 0.3)``,
   hinge with the hardest negative of the batch (``max_violation``), *averaged* over the batch
   (Eq. 2).
@@ -29,8 +31,6 @@ that gradient, so they ascend it (confuse the discriminators).
 Choices where the paper is silent (parameters of the constructor, listed in chapter 06):
 
 * ``lambda_attn`` (the softmax temperature lambda_v / lambda_t): 1.0 by default.
-* ``attn_dim`` K' (size of P_k, Q_k): ``embed_size`` (the paper: "the same dimension is shared
-  by all the context vectors in the attention modules").
 * mean context and softmax over *valid* entities only (padded regions/words get no weight).
 * ``max_violation``: the hardest negative of the batch (the paper's Eq. 2, and the ``full``
   profile) or the sum of the hinge over all negatives. From a random start with no warm-up, the
