@@ -60,7 +60,7 @@ from xmrlib.provenance import (data_provenance, describe_device, git_state, pack
 from xmrlib.report import REPORTED_PROFILES, write_report
 from xmrlib.results import (ReproduceError, load_table, results_dir, results_root, save_metrics,
                             save_table)
-from xmrlib.utils import atomic_write_json, atomic_write_text, build_dir
+from xmrlib.utils import atomic_write_json, build_dir
 
 #: the runner's names, and the results API that chapters import from here too
 __all__ = ["BASE_PARAMETERS", "KERNEL_NAME", "ReproduceError", "parse_value", "parse_param",
@@ -388,7 +388,8 @@ def evaluate_run(run_dir: str | Path, dataset: str, data_root: str | Path | None
 # --------------------------------------------------------------------------- CLI
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m xmrlib.reproduce", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m xmrlib.reproduce",
+                                description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute chapter notebooks and collect their results")
     run.add_argument("--profile", required=True)
