@@ -445,3 +445,20 @@ def test_scan_on_the_cpu_keeps_its_groups():
     finally:
         scan._chunk_scores = real
     assert seen and set(seen) == {scan.GROUP_ELEMENTS}
+
+
+def test_preflight_reads_the_protocols_split(tmp_path):
+    """An MS-COCO folder holds ``testall`` and need not hold ``test``: the dry run evaluates on
+    the split of the data set's protocol, as the chapters do."""
+    from xmrlib.data.fixtures import make_fixtures
+    from xmrlib.preflight import run_checks
+
+    data_root = make_fixtures(tmp_path, datasets=("coco_precomp",))
+    folder = data_root / "coco_precomp"
+    for extra in folder.glob("test_*"):
+        extra.unlink()
+    lines = []
+    rows = run_checks("smoke", "coco_precomp", data_root=data_root, device="cpu",
+                      chapters=["02"], steps=1, eval_images=5, log=lines.append)
+    assert rows and all(r.get("error") in (None, "") for r in rows), rows
+    assert "5000 test images" in lines[0], lines[0]

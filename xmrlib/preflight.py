@@ -177,7 +177,8 @@ def run_checks(profile: str, dataset: str, data_root: str | Path | None = None,
         raise ValueError(f"unknown chapter(s) {unknown}: expected some of 01-07")
     wanted = [c for c in CHAPTERS if chapters is None or c in chapters]
     root = get_dataset(dataset, data_root=data_root, profile=profile, seed=seed)
-    train, dev_split, test = (load_precomp(root, s) for s in ("train", "dev", "test"))
+    test_split = chapter_config("common", profile, dataset=dataset)["test_split"]  # COCO: testall
+    train, dev_split, test = (load_precomp(root, s) for s in ("train", "dev", test_split))
     log(f"check: {dataset} ({len(train.images)} train / {len(test.images)} test images, "
         f"features {tuple(train.images.shape[1:])}), profile {profile}, device "
         f"{device_name(dev)}")
