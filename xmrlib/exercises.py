@@ -288,7 +288,8 @@ def check_lse_pooling(student: Callable[[torch.Tensor, float], torch.Tensor]) ->
 def check_attention_softmax_axis(student: Callable[[torch.Tensor, float], torch.Tensor]) -> bool:
     """``student(s (L, R), lambda_softmax) -> (L, R)``: SCAN text-to-image attention weights
     from the word-region similarities ``s`` (L words, R regions): each word's weights over the
-    regions are a softmax of ``lambda_softmax * s`` (Lee et al. 2018, Eq. 2)."""
+    regions are a softmax of ``lambda_softmax * s`` (Lee et al. 2018, the text-image
+    formulation, Eqs. 6-8; Eqs. 1-5 are image-text)."""
     c = _Checker("attention_softmax_axis (SCAN)")
     cases = [(f"s of shape ({words} words, {regions} regions), lambda {lam}",
               c.randn(words, regions).tanh(), lam)
@@ -339,7 +340,8 @@ def check_gradient_reversal(student: Callable[[torch.Tensor, float], torch.Tenso
 
 def check_cross_term(student: Callable[..., torch.Tensor]) -> bool:
     """``student(i0 (n, d), c0 (m, d), i1 (n, d), c1 (m, d), alpha) -> (n, m)``: MMCA's score
-    ``S = i0 . c0 + alpha * i1 . c1`` for every image-caption pair (Wei et al. 2020, Eq. 12);
+    ``S = i0 . c0 + alpha * i1 . c1`` for every image-caption pair (Wei et al. 2020, Sec. 3.5; the equation is
+    unnumbered there);
     ``i0, c0`` are the self-attention embeddings, ``i1, c1`` the cross-attention ones."""
     c = _Checker("cross_term (MMCA)")
     n = 0
