@@ -79,6 +79,7 @@ def test_switch_errors_name_unchanged_views():
     assert len(check_html.switch_errors(page, [same, wrong, right])) == 2
 
 
+@pytest.mark.slow
 def test_browser_switches_explorer_views(built_book, tmp_path):
     """Setting an explorer's Dropdown in the static page shows another precomputed view; with
     the jslink models removed from the saved state, the same probe sees no change."""
