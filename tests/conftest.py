@@ -13,13 +13,9 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session", autouse=True)
 def _build_dir(tmp_path_factory):
     """Point ``xmrlib.utils.build_dir()`` at a temporary folder for the whole session."""
-    old = os.environ.get("XMR_BUILD_DIR")
-    os.environ["XMR_BUILD_DIR"] = str(tmp_path_factory.mktemp("build"))
-    yield
-    if old is None:
-        os.environ.pop("XMR_BUILD_DIR", None)
-    else:
-        os.environ["XMR_BUILD_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XMR_BUILD_DIR", str(tmp_path_factory.mktemp("build")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -17,15 +17,9 @@ from xmrlib import reproduce as rp
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    import os
-
-    old = os.environ.get("XMR_RESULTS_DIR")
-    os.environ["XMR_RESULTS_DIR"] = str(tmp_path_factory.mktemp("real-results"))
-    yield
-    if old is None:
-        os.environ.pop("XMR_RESULTS_DIR", None)
-    else:
-        os.environ["XMR_RESULTS_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:  # module-wide: the monkeypatch fixture is per test
+        mp.setenv("XMR_RESULTS_DIR", str(tmp_path_factory.mktemp("real-results")))
+        yield
 
 
 @pytest.mark.slow
