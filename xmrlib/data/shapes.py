@@ -56,7 +56,7 @@ __all__ = ["COLOURS", "BACKGROUNDS", "SHAPES", "SIZES", "RELATIONS", "make_shape
            "make_scenes", "make_captions", "caption_is_true", "caption_truth", "render",
            "object_box", "shapes_manifest", "split_scenes", "split_captions",
            "caption_statistics", "dataset_statistics", "split_statistics", "folder_statistics",
-           "statistics_markdown"]
+           "statistics_markdown", "FACT_TYPES", "probe_data"]
 
 GENERATOR_VERSION = "2.0"
 
@@ -375,6 +375,43 @@ def statistics_markdown(stats: dict[str, float]) -> str:
              "| --- | --- | --- | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- probes
+
+#: The fact types a caption can state, each probed from region features by :func:`probe_data`.
+FACT_TYPES = ("colour", "shape", "size", "position", "relation", "count", "background")
+
+
+def probe_data(images: np.ndarray, n_regions: np.ndarray, scenes: list[dict[str, Any]],
+               fact: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``(n, D')`` and labels ``(n,)`` of a linear probe for one fact type.
+
+    * colour, shape, size, position (grid cell): one example per object region, its feature;
+    * relation: one example per ordered pair of objects of a scene, the two region features
+      concatenated ``(n, 2D)``, labelled by the horizontal and vertical order of their cells
+      (left/same/right x above/same/below: "left of", "above" and their converses);
+    * count, background: one example per image, the sum of its region features.
+    """
+    if fact not in FACT_TYPES:
+        raise ValueError(f"unknown fact type {fact!r}: expected one of {FACT_TYPES}")
+    x: list[np.ndarray] = []
+    y: list[Any] = []
+    for i, sc in enumerate(scenes):
+        objs = sc["objects"]
+        if fact in ("count", "background"):
+            x.append(images[i, : n_regions[i]].sum(axis=0))
+            y.append(len(objs) if fact == "count" else sc["background"])
+        elif fact == "relation":
+            for a, b in ((a, b) for a in range(len(objs)) for b in range(len(objs)) if a != b):
+                x.append(np.concatenate([images[i, a], images[i, b]]))
+                y.append(f"{np.sign(objs[a]['col'] - objs[b]['col'])},"
+                         f"{np.sign(objs[a]['row'] - objs[b]['row'])}")
+        else:
+            for r, o in enumerate(objs):               # object regions come first
+                x.append(images[i, r])
+                y.append(o["row"] * GRID + o["col"] if fact == "position" else o[fact])
+    return np.stack(x).astype(np.float32), np.asarray(y)
 
 
 # ----------------------------------------------------------------------------- writer
