@@ -350,29 +350,29 @@ def folder_statistics(root: str | Path, split: str = "test") -> dict[str, float]
 
 def statistics_markdown(stats: dict[str, float]) -> str:
     """The statistics of :func:`dataset_statistics` as the Markdown table of the datasets page,
-    next to what is known of Flickr30K and MS-COCO (each figure with its source)."""
+    next to what is known of Flickr30K and MS-COCO (the page gives the sources)."""
+    unchecked = "not checked here"
     rows = [
-        ("images a caption is true of (mean, test)", f"{stats['images_per_caption']:.2f}",
-         "1 annotated", "1 annotated; about 8.5 after re-annotation [^eccv]"),
-        ("captions true of their own image only", f"{stats['single_image_captions']:.1f}%",
+        ("images a test caption is true of (mean)", f"{stats['images_per_caption']:.2f}",
+         "1 annotated", "1 annotated; about 8.5 after re-annotation (ECCV Caption)"),
+        ("test captions true of their own image only", f"{stats['single_image_captions']:.1f}%",
          "-", "-"),
-        ("truth oracle, text-to-image R@1 (expected)", f"{stats['oracle_t2i_r1']:.1f}",
+        ("truth oracle, expected text-to-image R@1", f"{stats['oracle_t2i_r1']:.1f}",
          "no truth oracle", "no truth oracle"),
-        ("truth oracle, rsum (expected)", f"{stats['oracle_rsum']:.1f}", "-", "-"),
+        ("truth oracle, expected rsum", f"{stats['oracle_rsum']:.1f}", "-", "-"),
         ("binding ceiling", f"{stats['binding_ceiling']:.3f}", "no binding groups",
          "no binding groups"),
-        ("caption length in words (mean; min-max)",
-         f"{stats['caption_words_mean']:.2f}; {stats['caption_words_min']}-"
-         f"{stats['caption_words_max']}", "not checked here [^len]",
-         "about 10.5, not checked here [^len]"),
-        ("vocabulary (train captions; seen 4+ times)",
-         f"{stats['vocabulary']}; {stats['vocabulary_min4']}", "thousands [^len]",
-         "thousands [^len]"),
-        ("function words (share of all words)", f"{stats['function_word_share']:.1f}%",
-         "not checked here", "not checked here"),
+        ("caption length in words: mean (min-max)",
+         f"{stats['caption_words_mean']:.2f} ({stats['caption_words_min']}-"
+         f"{stats['caption_words_max']})", unchecked,
+         f"about 10.5, often quoted; {unchecked}"),
+        ("vocabulary of the training captions (words seen 4+ times)",
+         f"{stats['vocabulary']} ({stats['vocabulary_min4']})", unchecked, unchecked),
+        ("function words, share of all words", f"{stats['function_word_share']:.1f}%",
+         unchecked, unchecked),
     ]
-    lines = [f"| statistic | Shapes ({stats['images']} test images) | Flickr30K | MS-COCO |",
-             "| --- | --- | --- | --- |"]
+    lines = [f"| statistic | Shapes, this build ({stats['images']} test images) | Flickr30K "
+             "| MS-COCO |", "| --- | --- | --- | --- |"]
     lines += [f"| {' | '.join(r)} |" for r in rows]
     return "\n".join(lines) + "\n"
 
