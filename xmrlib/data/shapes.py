@@ -58,6 +58,8 @@ __all__ = ["COLOURS", "BACKGROUNDS", "SHAPES", "SIZES", "RELATIONS", "make_shape
            "caption_statistics", "dataset_statistics", "split_statistics", "folder_statistics",
            "statistics_markdown", "FACT_TYPES", "probe_data"]
 
+#: Part of the manifest, hence of the cache key of :func:`xmrlib.data.get_dataset`: bump it
+#: whenever the generated files change (scenes, grammar, features), or stale caches are reused.
 GENERATOR_VERSION = "2.0"
 
 #: Okabe-Ito colour-blind-safe colours, with plain names (name -> RGB).

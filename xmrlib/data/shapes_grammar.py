@@ -152,11 +152,9 @@ _PRED_VERBS = [("is", 6), ("looks", 1), ("appears", 1), ("is coloured", 1), ("is
                ("is painted", 1), ("seems", 1)]
 
 
-def _words(table: Any) -> set[str]:
-    out: set[str] = set()
-    for item in table:
-        out.update(item[0].split() if isinstance(item, tuple) else item.split())
-    return out
+def _words(table: list[tuple[str, int]]) -> set[str]:
+    """The words of a table of surface forms."""
+    return {w for form, _ in table for w in form.split()}
 
 
 _FILLERS = set().union(*map(_words, (
@@ -331,9 +329,10 @@ def _pick(rng: WordRandom, table: list[tuple[str, int]]) -> str:
 
 
 def _article(next_word: str, rng: WordRandom, definite: float = 0.2) -> str:
+    """"the" with probability ``definite``, else "a" or "an" as ``next_word`` sounds."""
     if rng.random() < definite:
         return "the"
-    return "an" if next_word[0] in "aeiou" else "a"
+    return "an" if next_word[0] in "aeiou" and not next_word.startswith("uni") else "a"
 
 
 def _position_words(m: Mention, rng: WordRandom) -> str:
@@ -342,13 +341,13 @@ def _position_words(m: Mention, rng: WordRandom) -> str:
     return _pick(rng, POSITIONS[(m.row, m.col)])
 
 
-def _noun_phrase(m: Mention, rng: WordRandom, with_position: bool = True) -> str:
+def _noun_phrase(m: Mention, rng: WordRandom) -> str:
     """``a [size] [decoration] colour shape [position]``."""
     words = ([_pick(rng, _SIZE_WORDS[m.size])] if m.size else []) + [
         _pick(rng, _DECOR), _pick(rng, _COLOUR_WORDS[m.colour]), _pick(rng, _SHAPE_WORDS[m.shape])]
     words = [w for w in words if w]
     phrase = f"{_article(words[0], rng)} {' '.join(words)}"
-    pos = _position_words(m, rng) if with_position else ""
+    pos = _position_words(m, rng)
     if pos:
         phrase = _join(phrase, _pick(rng, _POS_VERBS), pos)
     return phrase
@@ -403,10 +402,12 @@ def _chain_words(chain: list[Any], facts: Facts, rng: WordRandom,
         chain = chain[::-1]
         chain[1::2] = [CONVERSE[r] for r in chain[1::2]]
     if inverted:
-        words = _join(_pick(rng, _REL_WORDS[CONVERSE[chain[1]]]), _noun_phrase(ms[chain[0]], rng),
-                      _pick(rng, _INVERTED_VERBS), _noun_phrase(ms[chain[2]], rng))
+        words = _join(_pick(rng, _REL_WORDS[CONVERSE[chain[1]]]),
+                      _noun_phrase(ms[chain[0]], rng), _pick(rng, _INVERTED_VERBS),
+                      _noun_phrase(ms[chain[2]], rng))
     else:
-        words = _join(_noun_phrase(ms[chain[0]], rng), _pick(rng, _VERBS if finite else _PARTICIPLES),
+        words = _join(_noun_phrase(ms[chain[0]], rng),
+                      _pick(rng, _VERBS if finite else _PARTICIPLES),
                       _pick(rng, _REL_WORDS[chain[1]]), _noun_phrase(ms[chain[2]], rng))
     for t in range(3, len(chain), 2):
         words = _join(words, _pick(rng, _CHAIN_VERBS), _pick(rng, _REL_WORDS[chain[t]]),
