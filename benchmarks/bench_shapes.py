@@ -1,11 +1,17 @@
-"""Time the Shapes generator and linear-probe its region features (sim vs cnn); prints a report.
+"""Time the Shapes generator, measure its captions and linear-probe its region features (sim vs
+cnn); prints a report.
 
 * generation time of ``features="sim"`` at ``--n-train/--n-dev/--n-test`` (default size);
+* the caption statistics of that data (:func:`xmrlib.data.shapes.folder_statistics`: images per
+  caption and recalls of the truth oracle, binding ceiling, length, vocabulary);
 * generation time of ``features="cnn"`` (EfficientNet-lite0) at the smaller ``--cnn-*`` size,
   extrapolated linearly in the number of images to the default size;
 * linear probes (scikit-learn ``LogisticRegression`` on standardised features, trained on the
-  train split's object regions, scored on the test split's object regions) for colour and for
-  shape, from sim and from cnn features of the *same* scenes (the small size, same seed);
+  train split, scored on the test split) for every fact type a caption can state
+  (:data:`xmrlib.data.shapes.FACT_TYPES`: colour, shape, size, position from object regions;
+  relation from pairs of object regions; count, background from the summed regions of an
+  image; :func:`xmrlib.data.shapes.probe_data`), from sim and from cnn features of the *same*
+  scenes (the small size, same seed), next to the majority-class rate;
 * with ``--models``: VSE++ (chapter 03) and SCAN (chapter 04), default-profile configs with
   ``--epochs`` epochs, trained on each small set and scored on its test split (1K protocol), to
   see which features separate the two models more.
@@ -22,28 +28,30 @@ from pathlib import Path
 import numpy as np
 
 from xmrlib.data import make_shapes
+from xmrlib.data.shapes import FACT_TYPES, folder_statistics, probe_data
 
 
-def object_regions(root: Path, split: str, attribute: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features ``(n_objects, D)`` and labels ``(n_objects,)`` of the object regions of a split."""
+def fact_examples(root: Path, split: str, fact: str) -> tuple[np.ndarray, np.ndarray]:
+    """Probe inputs and labels of one fact type for a split of the Shapes folder ``root``."""
     ims = np.load(root / f"{split}_ims.npy")
+    nreg = np.load(root / f"{split}_nregions.npy")
     scenes = json.loads((root / f"{split}_scenes.json").read_text(encoding="utf-8"))
-    x = [ims[i, r] for i, sc in enumerate(scenes) for r in range(len(sc["objects"]))]
-    y = [o[attribute] for sc in scenes for o in sc["objects"]]
-    return np.stack(x), np.asarray(y)
+    return probe_data(ims, nreg, scenes, fact)
 
 
-def probe(root: Path, attribute: str) -> float:
-    """Test accuracy of a linear probe for ``attribute`` trained on train object regions."""
+def probe(root: Path, fact: str) -> tuple[float, float]:
+    """Test accuracy of a linear probe for ``fact`` trained on the train split, and the
+    test accuracy of always answering the majority class."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x_tr, y_tr = object_regions(root, "train", attribute)
-    x_te, y_te = object_regions(root, "test", attribute)
+    x_tr, y_tr = fact_examples(root, "train", fact)
+    x_te, y_te = fact_examples(root, "test", fact)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(x_tr, y_tr)
-    return float((clf.predict(x_te) == y_te).mean())
+    majority = max(float(np.mean(y_te == v)) for v in set(y_te.tolist()))
+    return float((clf.predict(x_te) == y_te).mean()), majority
 
 
 def compare_models(root: Path, epochs: int, runs: Path) -> dict[str, dict[str, float]]:
@@ -88,6 +96,9 @@ def main() -> None:
         tmp = Path(tmp)
         t_sim = timed(tmp / "sim_big", big, "sim", a.seed)
         print(f"shapes sim {'/'.join(map(str, big))}: {t_sim:.1f} s")
+        stats = folder_statistics(tmp / "sim_big")
+        print("captions (test split; language on train): " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()))
         t_sim_small = timed(tmp / "sim", small, "sim", a.seed)
         t_cnn = timed(tmp / "cnn", small, "cnn", a.seed)
         scale = sum(big) / sum(small)
@@ -96,9 +107,10 @@ def main() -> None:
               f"(extrapolated to {'/'.join(map(str, big))}: {t_cnn * scale:.0f} s)")
         for features in ("sim", "cnn"):
             size_mb = (tmp / features / "train_ims.npy").stat().st_size / 2**20
-            scores = {att: probe(tmp / features, att) for att in ("colour", "shape", "size")}
-            print(f"probe {features}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                  + f" (train_ims.npy {size_mb:.1f} MiB at the small size)")
+            scores = {fact: probe(tmp / features, fact) for fact in FACT_TYPES}
+            print(f"probe {features}: " + ", ".join(f"{k} {acc:.3f} (majority {maj:.3f})"
+                                                     for k, (acc, maj) in scores.items())
+                  + f"; train_ims.npy {size_mb:.1f} MiB at the small size")
             if a.models:
                 for name, m in compare_models(tmp / features, a.epochs, tmp / "runs").items():
                     print(f"  {features} {name}: test rsum {m['rsum']:.1f}, "

@@ -16,7 +16,7 @@ text the model reads; un-annotated images' captions are never used.
 Global semantics s_g (Table 5 "swap s with s_g", and the unsupervised s_g baseline): the paper
 takes image-level tags of classifiers trained on other datasets. On Shapes we derive them from the
 scene description: the set of shape classes, the set of colours and the background, as separate,
-*unbound* tags in a fixed order ("circle square blue red gray-background" for a red circle and a
+*unbound* tags in a fixed order ("circle square blue red grey-background" for a red circle and a
 blue square on grey). They name the same words as the captions but lose which colour belongs to
 which shape (and size and position), as image-level tags do; unlike a real tagger they have no
 label noise (an oracle tagger), which favours s_g.
