@@ -49,7 +49,7 @@ def _toc_entries(node: Any) -> Any:
 def assemble_book(profile: str, dataset: str) -> Path:
     """Fill ``build/book/`` for ``jupyter-book build . --toc build/book/_toc.yml``: the executed
     chapters of ``profile``/``dataset``, a table of contents listing only what exists, the
-    reproduction report and a gallery of Shapes scenes. Returns the effective toc path."""
+    reproduction report, a gallery of Shapes scenes and their statistics. Returns the effective toc path."""
     import yaml
 
     check_profile_dataset(profile, dataset)
@@ -65,6 +65,7 @@ def assemble_book(profile: str, dataset: str) -> Path:
     write_report()  # results/report.* of the committed profiles
     write_report(profiles=(profile,), dataset=dataset, out=book)  # the page: what this build ran
     atomic_write_text(book / "datasets_gallery.md", shapes_gallery(book / "gallery", profile))
+    atomic_write_text(book / "datasets_statistics.md", shapes_statistics(profile))
     overview = chapter_overview(profile, dataset)
     atomic_write_text(book / "chapter_overview.md", overview_markdown(overview, profile, dataset))
     executed = {c: nb_out / p.name if (nb_out / p.name).is_file() else p  # unrun: no durations
@@ -154,6 +155,14 @@ def exercise_times_markdown(df: pd.DataFrame, profile: str, dataset: str, device
         title = f" {r.title}" if r.title else ""
         lines.append(f"| {r.number}.{title} | {int(r.chapter)} | `{r.label}` | {seconds} |")
     return "\n".join(lines) + "\n"
+
+
+def shapes_statistics(profile: str) -> str:
+    """The datasets page's statistics table, measured on the Shapes data of ``profile``."""
+    from xmrlib.data import get_dataset
+    from xmrlib.data.shapes import folder_statistics, statistics_markdown
+
+    return statistics_markdown(folder_statistics(get_dataset("shapes", profile=profile)))
 
 
 def shapes_gallery(out_dir: Path, profile: str, n: int = 6) -> str:
