@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= default
 DATASET ?= shapes
+# chapters executed at once, each in its own process on one CPU thread (use 1 on one GPU)
+JOBS ?= 2
 export OMP_NUM_THREADS := 1
 
 .PHONY: venv book run vendor build-book check-html test clean
@@ -22,7 +24,7 @@ venv:
 
 # The published book always executes what it publishes (committed results are a reference copy).
 book: venv
-	$(PY) -m xmrlib.reproduce run --profile $(PROFILE) --dataset $(DATASET) --force
+	$(PY) -m xmrlib.reproduce run --profile $(PROFILE) --dataset $(DATASET) --force --jobs $(JOBS)
 	$(MAKE) build-book
 	@echo "The book is at _build/html/index.html (open it in a browser; no network needed)."
 

@@ -3,9 +3,10 @@
 CLI (``python -m xmrlib.reproduce``):
 
 * ``run --profile smoke|default|full --dataset shapes|f30k_precomp|coco_precomp [--data-root DIR]
-  [--device auto|cpu|cuda] [--seed N] [--chapters 01 03 ...] [-p NAME VALUE ...] [--force]``
-  executes the chapter notebooks ``notebooks/NN_*.ipynb`` with papermill (kernel of this
-  interpreter, ``OMP_NUM_THREADS=1``); ``-p NAME=VALUE`` works too. Before anything runs, bad
+  [--device auto|cpu|cuda] [--seed N] [--chapters 01 03 ...] [-p NAME VALUE ...] [--force]
+  [--jobs N]`` executes the chapter notebooks ``notebooks/NN_*.ipynb`` with papermill (kernel
+  of this interpreter, ``OMP_NUM_THREADS=1``; ``--jobs N`` runs N chapters at once, each in
+  its own process); ``-p NAME=VALUE`` works too. Before anything runs, bad
   input is one ``error:`` line and exit code 2: an unknown name, a ``-p`` value of another type
   than the chapter's profiles use (:func:`xmrlib.config.check_override`), and real data that
   fails :func:`xmrlib.data.validate.check_dataset` (missing splits, COCO ``testall`` not 5000
@@ -245,14 +246,16 @@ def check_data(dataset: str, folder: Path | None) -> None:
 def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None,
                  device: str = "auto", chapters: Sequence[str] | None = None,
                  params: dict[str, Any] | None = None, force: bool = False,
-                 nb_dir: Path | None = None, log=print, seed: int | None = None
-                 ) -> list[ChapterOutcome]:
+                 nb_dir: Path | None = None, log=print, seed: int | None = None,
+                 jobs: int = 1) -> list[ChapterOutcome]:
     """Execute chapter notebooks; see the module docstring. Returns one outcome per chapter.
 
     Raises :class:`ReproduceError` (or :class:`~xmrlib.data.precomp.DataError`) for an unknown
     profile, dataset, chapter or parameter, a ``-p`` value of the wrong type, a missing data
     root and data that fails the checks of :mod:`xmrlib.data.validate`, before anything runs.
     ``seed`` (None: each chapter's default) is the ``seed`` parameter of every chapter.
+    ``jobs`` > 1 executes that many chapters at once, each in its own process (see
+    :func:`_run_parallel`).
     """
     check_profile_dataset(profile, dataset)
     folder = resolve_data_root(dataset, data_root)
@@ -264,80 +267,133 @@ def run_chapters(profile: str, dataset: str, data_root: str | Path | None = None
     if unknown:
         raise ReproduceError(f"unknown chapter(s) {', '.join(unknown)}: the notebooks folder "
                              f"{nb_dir or notebooks_dir()} has {', '.join(available) or 'none'}")
+    if jobs < 1:
+        raise ReproduceError(f"--jobs {jobs}: expected a positive number of chapters at once")
     params = dict(params or {})
     declared = {c: notebook_parameters(available[c]) for c in selected}
     check_params(params, declared)
     check_data(dataset, folder)
 
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the kernels
-    dev_name = describe_device(device)
-    data_info = data_provenance(dataset, folder, profile)
-    git = git_state()
-    versions = package_versions()
-    outcomes: list[ChapterOutcome] = []
+    common = {"profile": profile, "dataset": dataset, "force": force,
+              "device_name": describe_device(device),
+              "data_info": data_provenance(dataset, folder, profile), "git": git_state(),
+              "versions": package_versions()}
+    tasks = []
     for chapter in selected:
-        nb = available[chapter]
         nb_params = {"profile": profile, "dataset": dataset,
                      "data_root": str(folder) if folder else None, "device": device}
         nb_params.update({k: v for k, v in params.items() if k in declared[chapter]})
         nb_params["seed"] = declared[chapter].get("seed", 0) if seed is None else seed
-        recorded = {**nb_params, "data_root": portable_path(folder) if folder else None}
-        nb_sha = _file_sha(nb)
-        executed = executed_dir(profile, dataset) / nb.name
-        final = results_dir(profile, dataset, chapter)
-        _recover(final)
-        if not force and _complete(final / "run.json", recorded, data_info, nb_sha, executed):
-            log(f"[{chapter}] skipped: results complete for these parameters (use --force)")
-            outcomes.append(ChapterOutcome(chapter, "skipped", executed=executed))
-            continue
-        # the previous results stay until this run completes (_publish); the chapter writes
-        # its tables into a staging tree and papermill its executed copy beside the final one
-        staging = build_dir() / "staging" / uuid.uuid4().hex
-        running = executed.with_name(f".{nb.stem}.running-{staging.name[:8]}.ipynb")
-        previous = os.environ.get("XMR_RESULTS_DIR")
-        os.environ["XMR_RESULTS_DIR"] = str(staging)
-        executed.parent.mkdir(parents=True, exist_ok=True)
-        start, t0 = datetime.now(timezone.utc), time.perf_counter()
-        log(f"[{chapter}] running {nb.name} ({profile}, {dataset})")
-        error = None
+        tasks.append(ChapterTask(chapter, available[chapter], nb_params,
+                                 {**nb_params, "data_root": portable_path(folder) if folder
+                                  else None}, **common))
+    if jobs == 1 or len(tasks) < 2:
+        return [run_chapter(task, log) for task in tasks]
+    return _run_parallel(tasks, jobs)
+
+
+@dataclass
+class ChapterTask:
+    """Everything one chapter's execution needs (picklable: it goes to a worker process)."""
+
+    chapter: str
+    notebook: Path
+    nb_params: dict[str, Any]        # the parameters papermill injects
+    recorded: dict[str, Any]         # the same as run.json records them (no machine path)
+    profile: str
+    dataset: str
+    force: bool
+    device_name: str
+    data_info: dict[str, Any]
+    git: dict[str, Any]
+    versions: dict[str, str]
+
+
+def _run_parallel(tasks: list[ChapterTask], jobs: int) -> list[ChapterOutcome]:
+    """Execute ``tasks`` ``jobs`` at a time, each chapter in a fresh process (its own
+    ``XMR_RESULTS_DIR``), longest first by the wall time of the chapter's previous results, so
+    that the short ones fill in at the end. Chapters that share a training run (chapter 07
+    reloads those of 02-05) cannot train it twice: :func:`xmrlib.runs.run_lock` makes the
+    second wait for the first and reload its run. Returns the outcomes in the tasks' order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    def previous_wall(task: ChapterTask) -> float:
         try:
-            _execute(nb, running, nb_params)
-        except Exception as exc:  # noqa: BLE001 - any failure is reported and the others run
-            failed_copy = build_dir() / "failed" / profile / dataset / nb.name
-            failed_copy.parent.mkdir(parents=True, exist_ok=True)
-            if running.exists():
-                os.replace(running, failed_copy)
-            error = _failure_message(chapter, exc, nb, failed_copy)
-        finally:
-            if previous is None:
-                os.environ.pop("XMR_RESULTS_DIR", None)
-            else:
-                os.environ["XMR_RESULTS_DIR"] = previous
-        wall = time.perf_counter() - t0
-        info = {"status": "failed" if error else "complete", "chapter": chapter,
-                "notebook": nb.name, "notebook_sha256": nb_sha,
-                "executed_notebook": relative_to_build(executed), "parameters": recorded,
-                "seed": nb_params["seed"], "profile": profile, "dataset": dataset, "git": git,
-                "packages": versions, "device": dev_name, "python": platform.python_version(),
-                "platform": platform.platform(), "start": start.isoformat(),
-                "end": datetime.now(timezone.utc).isoformat(), "wall_s": round(wall, 2),
-                "data": data_info, "files": [], "error": error}
-        failed_json = build_dir() / "failed" / profile / dataset / f"{chapter}.json"
-        if error is None:
-            _publish(staging / profile / dataset / chapter, final, info)
-            if running.exists():
-                os.replace(running, executed)
-            failed_json.unlink(missing_ok=True)
-            log(f"[{chapter}] complete in {wall:.1f} s: {len(info['files'])} table(s)")
+            info = json.loads((results_dir(task.profile, task.dataset, task.chapter)
+                               / "run.json").read_text(encoding="utf-8"))
+            return float(info.get("wall_s") or 0.0)
+        except (OSError, ValueError):
+            return 0.0
+
+    order = sorted(tasks, key=lambda t: (-previous_wall(t), t.chapter))
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {t.chapter: pool.submit(run_chapter, t) for t in order}
+        return [futures[t.chapter].result() for t in tasks]
+
+
+def run_chapter(task: ChapterTask, log=None) -> ChapterOutcome:
+    """Execute one chapter and publish its results (or record its failure); see
+    :func:`run_chapters`. ``log`` None prints with the chapter's tag, flushed (workers)."""
+    if log is None:
+        def log(message: str) -> None:
+            print(message, flush=True)
+    chapter, nb, profile, dataset = task.chapter, task.notebook, task.profile, task.dataset
+    nb_sha = _file_sha(nb)
+    executed = executed_dir(profile, dataset) / nb.name
+    final = results_dir(profile, dataset, chapter)
+    _recover(final)
+    if not task.force and _complete(final / "run.json", task.recorded, task.data_info, nb_sha,
+                                    executed):
+        log(f"[{chapter}] skipped: results complete for these parameters (use --force)")
+        return ChapterOutcome(chapter, "skipped", executed=executed)
+    # the previous results stay until this run completes (_publish); the chapter writes
+    # its tables into a staging tree and papermill its executed copy beside the final one
+    staging = build_dir() / "staging" / uuid.uuid4().hex
+    running = executed.with_name(f".{nb.stem}.running-{staging.name[:8]}.ipynb")
+    previous = os.environ.get("XMR_RESULTS_DIR")
+    os.environ["XMR_RESULTS_DIR"] = str(staging)
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    start, t0 = datetime.now(timezone.utc), time.perf_counter()
+    log(f"[{chapter}] running {nb.name} ({profile}, {dataset})")
+    error = None
+    failed_copy = build_dir() / "failed" / profile / dataset / nb.name
+    try:
+        _execute(nb, running, task.nb_params)
+    except Exception as exc:  # noqa: BLE001 - any failure is reported and the others run
+        failed_copy.parent.mkdir(parents=True, exist_ok=True)
+        if running.exists():
+            os.replace(running, failed_copy)
+        error = _failure_message(chapter, exc, nb, failed_copy)
+    finally:
+        if previous is None:
+            os.environ.pop("XMR_RESULTS_DIR", None)
         else:
-            info["executed_notebook"] = relative_to_build(failed_copy)
-            atomic_write_json(failed_json, info)
-            kept = " (the previous results are kept)" if (final / "run.json").exists() else ""
-            log(f"[{chapter}] FAILED after {wall:.1f} s{kept}: {error}")
-        shutil.rmtree(staging, ignore_errors=True)
-        outcomes.append(ChapterOutcome(chapter, info["status"], wall, error, executed,
-                                       info["files"]))
-    return outcomes
+            os.environ["XMR_RESULTS_DIR"] = previous
+    wall = time.perf_counter() - t0
+    info = {"status": "failed" if error else "complete", "chapter": chapter,
+            "notebook": nb.name, "notebook_sha256": nb_sha,
+            "executed_notebook": relative_to_build(executed), "parameters": task.recorded,
+            "seed": task.nb_params["seed"], "profile": profile, "dataset": dataset,
+            "git": task.git, "packages": task.versions, "device": task.device_name,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "start": start.isoformat(), "end": datetime.now(timezone.utc).isoformat(),
+            "wall_s": round(wall, 2), "data": task.data_info, "files": [], "error": error}
+    failed_json = build_dir() / "failed" / profile / dataset / f"{chapter}.json"
+    if error is None:
+        _publish(staging / profile / dataset / chapter, final, info)
+        if running.exists():
+            os.replace(running, executed)
+        failed_json.unlink(missing_ok=True)
+        log(f"[{chapter}] complete in {wall:.1f} s: {len(info['files'])} table(s)")
+    else:
+        info["executed_notebook"] = relative_to_build(failed_copy)
+        atomic_write_json(failed_json, info)
+        kept = " (the previous results are kept)" if (final / "run.json").exists() else ""
+        log(f"[{chapter}] FAILED after {wall:.1f} s{kept}: {error}")
+    shutil.rmtree(staging, ignore_errors=True)
+    return ChapterOutcome(chapter, info["status"], wall, error, executed, info["files"])
 
 # --------------------------------------------------------------------------- evaluate
 
@@ -403,6 +459,9 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="NAME VALUE",
                      help="a chapter parameter: -p NAME VALUE or -p NAME=VALUE (repeatable)")
     run.add_argument("--force", action="store_true", help="re-run complete chapters")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="chapters executed at once, each in its own process on one CPU "
+                          "thread (default 1; make book uses 2)")
     run.add_argument("--notebooks-dir", default=None, help="folder of NN_name.ipynb chapters")
     check = sub.add_parser("check", help="dry run: build, train a few steps and evaluate "
                            "every chapter's models on the device (xmrlib.preflight)")
@@ -436,7 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = dict(parse_param(words) for words in args.param)
             nb_dir = Path(args.notebooks_dir) if args.notebooks_dir else None
             outcomes = run_chapters(args.profile, args.dataset, args.data_root, args.device,
-                                    args.chapters, params, args.force, nb_dir, seed=args.seed)
+                                    args.chapters, params, args.force, nb_dir, seed=args.seed,
+                                    jobs=args.jobs)
             for o in outcomes:
                 print(f"  {o.chapter}: {o.status:8s} {o.wall_s:7.1f} s")
             if args.profile in REPORTED_PROFILES:  # results/report.* follow the CSVs they show

