@@ -31,6 +31,13 @@ def test_results_table_labels_and_never_mixes():
     assert row["i2t_r1"] == pytest.approx(14.0)
     assert row["i2t_r1_sd"] == pytest.approx(2.0)  # sample sd of 12, 14, 16
     assert row["n_seeds"] == 3
+    # a method run on fewer seeds than the table's (a sweep on one seed): the first seeds
+    mixed = tables.results_table({"VSE++": ours["VSE++"], "VSE0": [ours["VSE0"]]}, None,
+                                 columns=["i2t_r1"], profile="default", dataset="shapes",
+                                 seed=[0, 1, 2])
+    assert list(mixed["label"]) == ["ours: default, shapes, seeds 0, 1, 2 (mean ± sd)",
+                                    "ours: default, shapes, seed 0"]
+    assert list(mixed["n_seeds"]) == [3, 1]
     html = tables.style_results(pd.concat([one, multi], ignore_index=True)).to_html()
     assert "14.0 ± 2.0" in html and "43.2" in html and "i2t_r1_sd" not in html
 

@@ -30,8 +30,8 @@ def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str,
     """Paper rows and our rows in one table, each labelled with where it comes from.
 
     ``ours`` maps a method name to one metrics dict (one run, seed ``seed``) or to a list of
-    metrics dicts (one per seed in ``seed``): then the row holds the mean and ``<col>_sd`` the
-    sample standard deviation. ``paper`` is a frame of :mod:`xmrlib.papers` rows (needs columns
+    metrics dicts (one per seed, the first ones of ``seed``: a method may have fewer runs than
+    ``seed`` names): then the row holds the mean and ``<col>_sd`` the sample standard deviation. ``paper`` is a frame of :mod:`xmrlib.papers` rows (needs columns
     ``paper_name``, ``dataset``, ``table``, ``method``). Paper rows come first and are labelled
     ``"paper: <name>, <dataset>, <table>"``; ours ``"ours: <profile>, <dataset>, seed s"`` (or
     ``"seeds a, b, c (mean ± sd)"``). Columns: ``source`` (``paper``/``ours``), ``label``,
@@ -66,18 +66,19 @@ def results_table(ours: Mapping[str, Mapping[str, float] | Sequence[Mapping[str,
     seeds = [seed] if isinstance(seed, int) else list(seed)
     for method, entry in ours.items():
         runs = _metric_rows(entry)
-        if len(runs) != len(seeds):
+        if not runs or len(runs) > len(seeds):
             raise ValueError(f"results_table: method {method!r} has {len(runs)} metric dicts but "
                              f"seed={seed!r} names {len(seeds)} seed(s)")
+        row_seeds = seeds[:len(runs)]  # a method run on fewer seeds: the first ones
         for c in columns:
             if any(c not in r for r in runs):
                 raise KeyError(f"results_table: method {method!r} lacks metric {c!r}")
         values = np.array([[float(r[c]) for c in columns] for r in runs])  # (n_seeds, n_cols)
         if len(runs) == 1:
-            label = f"ours: {profile}, {dataset}, seed {seeds[0]}"
+            label = f"ours: {profile}, {dataset}, seed {row_seeds[0]}"
             sd = np.full(len(columns), np.nan)
         else:
-            label = (f"ours: {profile}, {dataset}, seeds {', '.join(map(str, seeds))} "
+            label = (f"ours: {profile}, {dataset}, seeds {', '.join(map(str, row_seeds))} "
                      "(mean ± sd)")
             sd = values.std(axis=0, ddof=1)
         row = {"source": "ours", "label": label, "method": method,
