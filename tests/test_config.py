@@ -115,3 +115,22 @@ def test_chapter_05_orders_its_runs_over_three_seeds():
     params = ["".join(c["source"]) for c in nb["cells"]
               if "parameters" in c["metadata"].get("tags", [])]
     assert any(line.startswith("n_seeds = None") for line in params[0].splitlines())
+
+
+def test_chapter_04_orders_its_scan_variants_over_three_seeds():
+    """Chapter 04 states orderings of its SCAN variants only with their spread over seeds: the
+    default profile trains each variant for 3 seeds, smoke and full for one, and papermill can set
+    n_seeds through the parameters cell."""
+    import json
+
+    from xmrlib.utils import repo_root
+
+    assert chapter_config("04", "default")["n_seeds"] >= 3
+    assert chapter_config("04", "smoke")["n_seeds"] == 1
+    assert chapter_config("04", "default", n_seeds=2)["n_seeds"] == 2
+    nb = json.loads((repo_root() / "notebooks" / "04_scan.ipynb").read_text())
+    params = ["".join(c["source"]) for c in nb["cells"]
+              if "parameters" in c["metadata"].get("tags", [])]
+    assert any(line.startswith("n_seeds = None") for line in params[0].splitlines())
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "n_seeds=n_seeds" in code  # passed on to chapter_config
