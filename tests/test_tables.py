@@ -83,3 +83,11 @@ def test_style_results_writes_each_source_once_with_readable_headers():
     only = tables.style_results(t, columns=["i2t_r1"]).to_html()
     assert "med r" not in only and "41.0" in only
     assert tables.column_title("t2i_r10") == "t→i R@10" and tables.column_title("rsum") == "rsum"
+
+
+def test_mean_sd_text():
+    runs = [{"rsum": 100.0, "binding_acc": 0.5}, {"rsum": 110.0, "binding_acc": 0.7}]
+    assert tables.mean_sd(runs) == "105.0 ± 7.1"                   # sd of 100, 110: 7.07
+    assert tables.mean_sd(runs, "binding_acc", 100) == "60.0 ± 14.1"
+    assert tables.mean_sd(runs[:1]) == "100.0"
+    assert tables.mean_sd([{"rsum": 1.0}], "binding_acc") == "nan"

@@ -145,3 +145,13 @@ def mean_sd_table(runs: Sequence[Mapping[str, float]],
     values = pd.DataFrame([{c: float(r[c]) for c in columns} for r in runs])
     return pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1),
                          "n": len(runs)}).rename_axis("metric")
+
+
+def mean_sd(runs: Sequence[Mapping[str, float]], key: str = "rsum", scale: float = 1.0) -> str:
+    """``"368.2 ± 10.1"``: mean and sample sd of ``key`` times ``scale`` over runs (seeds), the
+    value alone for one run, as the chapters write them in prose; a run without ``key`` (binding
+    accuracy on real data) counts as NaN."""
+    if not runs:
+        raise ValueError("mean_sd: no runs given")
+    v = scale * np.array([float(m.get(key, np.nan)) for m in runs])
+    return f"{v.mean():.1f}" + (f" ± {v.std(ddof=1):.1f}" if len(v) > 1 else "")
