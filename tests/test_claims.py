@@ -5,7 +5,7 @@ import math
 import nbformat
 import pytest
 
-from xmrlib.claims import ClaimError, Claims, audit, compare_seeds
+from xmrlib.claims import ClaimError, Claims, ClaimWarning, audit, compare_seeds
 
 T_975_DF2 = 4.302652729749464  # Student t, 97.5 % quantile, 2 degrees of freedom (tables)
 T_975_DF4 = 2.7764451051977987  # ... 4 degrees of freedom
@@ -77,9 +77,13 @@ def test_false_claim_on_default_names_the_sentence(tmp_path):
     rsum["VSE++"] = 160.0
     table = claims.check()
     assert list(table["status"]) == ["holds", "holds"]
+    # full: hours of GPU time on real data; a false verdict warns and keeps the results
     full = Claims("03", "full", notebook=nb)
     full.add("The curve is flat after epoch 2.", False)
-    with pytest.raises(ClaimError, match="flat after epoch 2"):
+    with pytest.warns(ClaimWarning, match="flat after epoch 2"):
+        assert list(full.check()["status"]) == ["FALSE"]
+    full.add("a sentence that was rewritten", True)  # missing from the prose: still an error
+    with pytest.raises(ClaimError, match="a sentence that was rewritten"):
         full.check()
 
 

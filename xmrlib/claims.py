@@ -25,6 +25,7 @@ import inspect
 import json
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +35,10 @@ import pandas as pd
 
 #: Profiles on which predicates are evaluated; other profiles only check the prose.
 CHECKED_PROFILES = ("default", "full")
+#: Profiles whose false predicates fail the chapter: the published book's. On ``full`` (hours of
+#: GPU time on real data, whose orderings the Shapes prose does not describe) a false predicate
+#: warns (:class:`ClaimWarning`) and the run's results are kept.
+STRICT_PROFILES = ("default",)
 #: Words that make a sentence a comparative verdict (matched as word starts, case-insensitive).
 VERDICT_WORDS = ("above", "below", "ahead", "behind", "beats", "outperform", "better", "worse",
                  "higher", "lower", "helps", "hurts", "improves", "faster", "slower", "flat",
@@ -48,6 +53,10 @@ _VERDICT_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in VERDICT_WORDS) 
 
 class ClaimError(AssertionError):
     """A verdict in a chapter's prose that this run's results contradict (or that is missing)."""
+
+
+class ClaimWarning(UserWarning):
+    """A verdict in a chapter's prose that a ``full`` run's results contradict."""
 
 
 # --------------------------------------------------------------------------- seed comparisons
@@ -216,9 +225,11 @@ class Claims:
 
     def check(self) -> pd.DataFrame:
         """Evaluate the claims; return a table (sentence, status, predicate) or raise
-        :class:`ClaimError` naming every sentence that is missing from the prose or false."""
+        :class:`ClaimError` naming every sentence that is missing from the prose or false. On a
+        profile outside :data:`STRICT_PROFILES` (``full``) false sentences only warn
+        (:class:`ClaimWarning`); a sentence missing from the prose always raises."""
         prose = chapter_prose(self.notebook) if self.notebook is not None else None
-        rows, problems = [], []
+        rows, problems, false = [], [], []
         evaluate = self.profile in CHECKED_PROFILES
         for c in self._claims:
             source = _describe(c.holds) if callable(c.holds) else ""
@@ -235,14 +246,23 @@ class Claims:
                 status = "holds" if value else "FALSE"
                 if not value:
                     detail = f" [{source}]" if source else f" [{value!r}]"
-                    problems.append(f'  - "{c.sentence}"{detail}')
+                    false.append(f'  - "{c.sentence}"{detail}')
             rows.append({"sentence": c.sentence, "status": status, "predicate": source})
-        if problems:
+        table = pd.DataFrame(rows, columns=["sentence", "status", "predicate"])
+        if false and self.profile not in STRICT_PROFILES:
+            warnings.warn(ClaimWarning(
+                f"chapter {self.chapter}, {self.profile} profile: {len(false)} verdict(s) in the "
+                "prose (written for the default Shapes runs) do not hold for this run; its "
+                "results are kept, read its tables rather than these sentences:\n"
+                + "\n".join(false)), stacklevel=2)
+            false = []
+        if problems or false:
             raise ClaimError(
-                f"chapter {self.chapter}, {self.profile} profile: {len(problems)} verdict(s) in "
-                "the prose do not hold for this run; rewrite each sentence (or glue its verdict "
-                "from a computed comparison) and update its claim:\n" + "\n".join(problems))
-        return pd.DataFrame(rows, columns=["sentence", "status", "predicate"])
+                f"chapter {self.chapter}, {self.profile} profile: {len(problems + false)} "
+                "verdict(s) in the prose do not hold for this run; rewrite each sentence (or "
+                "glue its verdict from a computed comparison) and update its claim:\n"
+                + "\n".join(problems + false))
+        return table
 
 
 # --------------------------------------------------------------------------- audit
