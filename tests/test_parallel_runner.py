@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from xmrlib import reproduce as rp
-from xmrlib.utils import file_lock
+from xmrlib.utils import file_lock, lock_path
 
 BODY = """import time
 import pandas as pd
@@ -99,8 +99,8 @@ def test_fit_or_load_trains_under_the_run_lock(tmp_path, monkeypatch):
     seen = {}
 
     def fake_fit(model, loader, dev, cfg, run_dir, **kw):
-        lock = run_dir.with_name(f".{run_dir.name}.lock")
-        with open(lock, "a") as other:   # a second open file: flock treats it as another owner
+        assert not list(run_dir.parent.glob(".*")), "a lock file among the run folders"
+        with open(lock_path(run_dir.name), "a") as other:   # a second open file: flock treats it as another owner
             try:
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 seen["held"] = False

@@ -22,7 +22,8 @@ from xmrlib.distributed import dist_env
 from xmrlib.models import build_model
 from xmrlib.train import FitResult, TrainConfig, fit
 from xmrlib.vocab import Vocabulary
-from xmrlib.utils import build_dir, config_hash, file_lock, resolve_device, seed_everything
+from xmrlib.utils import (build_dir, config_hash, file_lock, lock_path, resolve_device,
+                          seed_everything)
 
 
 def data_identity(data: Any) -> dict[str, Any]:
@@ -104,10 +105,10 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
 
 
 def run_lock(run_dir: Path, rank: int = 0) -> Any:
-    """The lock of a run folder (:func:`xmrlib.utils.file_lock` on a sibling file): chapters
-    executed in parallel that ask for the same run train it once; the second reloads it. Under
-    torchrun only rank 0 locks (the ranks train together)."""
-    return file_lock(run_dir.with_name(f".{run_dir.name}.lock")) if rank == 0 else nullcontext()
+    """The lock of a run folder (:func:`xmrlib.utils.file_lock` on :func:`~xmrlib.utils.lock_path`
+    of its name): chapters executed in parallel that ask for the same run train it once; the
+    second reloads it. Under torchrun only rank 0 locks (the ranks train together)."""
+    return file_lock(lock_path(run_dir.name)) if rank == 0 else nullcontext()
 
 
 def chapter_train_config(chapter: str, profile: str, seed: int = 0, dataset: str = "shapes",

