@@ -64,7 +64,7 @@ def chapter_calls(profile, train, dev, seed=0):
 
     mmca_cfg = TrainConfig(epochs=c5["epochs"], lr=c5["lr"], lr_update=c5["lr_update"],
                            batch_size=c5["batch_size"], seed=seed, eval_protocol="1k",
-                           eval_batch_size=c5["eval_batch_size"])
+                           eval_batch_size=c5["eval_batch_size"], eval_every=c5["eval_every"])
     mmca = dict(img_dim=int(train.images.shape[-1]), embed_size=c5["embed_size"],
                 heads=c5["heads"], alpha=c5["alpha"], max_violation=c5["max_violation"])
     calls = {

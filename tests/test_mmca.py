@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from xmrlib import text_features as tf
-from xmrlib.models.mmca import MMCA, NgramCNN, TransformerUnit, two_stage_similarity
+from xmrlib.models.mmca import (MMCA, NgramCNN, TransformerUnit, stable_softmax,
+                                 two_stage_similarity)
 
 CAPTIONS = ["a red circle left of a blue square", "a big green triangle",
             "two shapes on grey", "a small blue square above a red circle on a white background"]
@@ -88,6 +89,30 @@ def test_transformer_unit_matches_loops_and_ignores_padding():
         weights = unit.attention_weights(x, mask)  # (n, h, T, T)
         assert torch.all(weights[1, :, :, 3:] == 0)
         assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 5), atol=1e-6)
+
+
+def test_stable_softmax_gradient_is_the_softmax_gradient():
+    """The written-out backward of ``stable_softmax`` against finite differences (gradcheck, in
+    float64) and against autograd through ``exp(x) / sum(exp(x))`` written plainly, with masked
+    (-inf) keys; its values equal the no-autograd path bit for bit."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 4, 6, dtype=torch.float64, requires_grad=True)
+    keep = torch.rand(3, 1, 1, 6) > 0.3
+    keep[..., 0] = True
+
+    def masked(z):
+        return z.masked_fill(~keep, float("-inf"))
+
+    assert torch.autograd.gradcheck(lambda z: stable_softmax(masked(z)), (x,))
+    g = torch.randn(3, 2, 4, 6, dtype=torch.float64)
+    ours = torch.autograd.grad((stable_softmax(masked(x)) * g).sum(), x)[0]
+    e = masked(x).exp()
+    plain = torch.autograd.grad((e / e.sum(-1, keepdim=True) * g).sum(), x)[0]
+    assert torch.allclose(ours, plain, atol=1e-12)
+    x32 = x.detach().float().requires_grad_()
+    with torch.no_grad():
+        frozen = stable_softmax(x32)
+    assert torch.equal(stable_softmax(x32), frozen)
 
 
 def test_ngram_cnn_matches_eq6_eq7_loops():

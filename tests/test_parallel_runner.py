@@ -27,8 +27,9 @@ def fresh_build(tmp_path, monkeypatch):
     monkeypatch.setenv("XMR_RESULTS_DIR", str(tmp_path / "results"))
 
 
-def _chapters(folder, names):
-    """Notebooks ``NN_fake.ipynb`` that sleep 2 s and save when they ran."""
+def _chapters(folder, names, reloads=None):
+    """Notebooks ``NN_fake.ipynb`` that sleep 2 s and save when they ran; ``reloads[NN]``: a
+    comment naming another chapter's run, as a chapter that reloads it would."""
     folder.mkdir()
     for c in names:
         nb = nbformat.v4.new_notebook()
@@ -36,6 +37,8 @@ def _chapters(folder, names):
                                            'data_root = None\ndevice = "cpu"\nseed = 0')
         params.metadata["tags"] = ["parameters"]
         nb.cells = [params, nbformat.v4.new_code_cell(BODY.format(c=c))]
+        if reloads and c in reloads:
+            nb.cells.append(nbformat.v4.new_code_cell(f'# chapter_run("{reloads[c]}", "a run")'))
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                      "language": "python"}
         nbformat.write(nb, folder / f"{c}_fake.ipynb")
@@ -115,3 +118,49 @@ def test_fit_or_load_trains_under_the_run_lock(tmp_path, monkeypatch):
     config = runs.chapter_model_config("03", "smoke", train)
     assert runs.fit_or_load("vsepp", config, train, dev, cfg, device="cpu") == "fit"
     assert seen == {"held": True}
+
+
+def test_reloaded_chapters_are_read_from_the_chapters_code():
+    from xmrlib.chapters import discover_chapters, reloaded_chapters
+
+    found = {c: reloaded_chapters(p) for c, p in discover_chapters().items()}
+    assert found["07"] == {"02", "03", "04", "05"}  # the side-by-side table's rows
+    assert found["04"] == {"03"}                    # chapter 03's VSE++ beside SCAN
+    assert all(not found[c] for c in ("01", "02", "03", "05", "06"))
+
+
+def _task(chapter, notebook):
+    return rp.ChapterTask(chapter, notebook, {}, {}, "smoke", "shapes", False, "cpu", {}, {}, {})
+
+
+def test_parallel_order_starts_the_longest_chain_of_work_first(tmp_path, fresh_build):
+    """Walls 01: 50 s, 02: 100, 03: 10, 04: 30 (reloads 03's runs), 05: 20 (reloads 02's and
+    04's). Chains: 05 = 20; 04 = 30 + 20; 03 = 10 + 50; 02 = 100 + 20; 01 = 50. So 02 (120)
+    starts first, then 03 (60), 01 and 04 (50 each, chapter order) and 05, which reloads."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    reload_code = {"04": 'chapter_run("03", "VSE++")', "05": 'x = ("02", "a"), ("04", "b")'}
+    tasks = []
+    for c, wall in [("01", 50), ("02", 100), ("03", 10), ("04", 30), ("05", 20)]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(reload_code.get(c, "pass"))]
+        nbformat.write(nb, nbs / f"{c}_fake.ipynb")
+        folder = rp.results_dir("smoke", "shapes", c)
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"wall_s": wall}))
+        tasks.append(_task(c, nbs / f"{c}_fake.ipynb"))
+    assert [t.chapter for t in rp.parallel_order(tasks)] == ["02", "03", "01", "04", "05"]
+    # without chapter 05 in the run, the chains are the walls: 03 (10 + 30) starts after 01
+    assert [t.chapter for t in rp.parallel_order(tasks[:4])] == ["02", "01", "03", "04"]
+
+
+def test_a_chapter_that_reloads_starts_after_the_chapter_it_reloads(tmp_path, fresh_build):
+    """02 reloads 01's runs: with two workers free, 03 starts beside 01, and 02 only when 01 has
+    finished (it would otherwise wait on 01's run locks, or train 01's runs itself)."""
+    nbs = _chapters(tmp_path / "nbs", ["01", "02", "03"], reloads={"02": "01"})
+    outcomes = rp.run_chapters("smoke", "shapes", device="cpu", nb_dir=nbs, jobs=2)
+    assert all(o.status == "complete" for o in outcomes)
+    spans = {c: tuple(float(rp.load_table("t", chapter=c, profile="smoke", dataset="shapes")[k][0])
+                      for k in ("start", "end")) for c in ("01", "02", "03")}
+    assert spans["02"][0] >= spans["01"][1], spans
+    assert spans["03"][0] < spans["01"][1], spans  # 03 ran beside 01, not after 02

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xmrlib.data import load_precomp, make_loader, make_shapes
+from xmrlib.data import first_images, load_precomp, make_loader, make_shapes
 from xmrlib.evaluation import evaluate, random_ranking_expectation
 from xmrlib.models import build_model
 from xmrlib.models.vsepp import VSEPP
@@ -182,3 +182,30 @@ def test_full_profile_hyperparameters_run_on_real_format(learn_shapes, tmp_path)
     part = fit(model, loader, None, cfg, tmp_path, device="cpu", progress=False, max_steps=3)
     assert len(part.history["steps"]) == 3
     assert all(np.isfinite(row["loss"]) for row in part.history["steps"])
+
+
+def test_eval_every_scores_dev_only_on_its_epochs_and_changes_no_weight(learn_shapes, tmp_path):
+    """``eval_every=2`` of 3 epochs evaluates after epochs 2 and 3 only and keeps the better of
+    the two; evaluating changes no weight (the last weights equal those of a run that evaluates
+    after every epoch), and each evaluated epoch scores as in that run."""
+    train, dev = load_precomp(learn_shapes, "train"), first_images(load_precomp(learn_shapes,
+                                                                                "dev"), 40)
+
+    def run(every: int, name: str):
+        torch.manual_seed(0)
+        model = VSEPP(_vocab_dict(train), img_dim=train.images.shape[-1], embed_size=16,
+                      word_dim=8)
+        loader = make_loader(train, model.tokenize, 64, shuffle=True, seed=0)
+        cfg = TrainConfig(epochs=3, lr=2e-3, batch_size=64, amp="off", eval_every=every)
+        return fit(model, loader, dev, cfg, tmp_path / name, progress=False)
+
+    each, sparse = run(1, "each"), run(2, "sparse")
+    a, b = _last_weights(tmp_path / "each"), _last_weights(tmp_path / "sparse")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    scored = [row.get("rsum") for row in sparse.history["epochs"]]
+    reference = [row["rsum"] for row in each.history["epochs"]]
+    assert scored[0] is None and scored[1:] == reference[1:]
+    best = 2 if reference[1] > reference[2] else 3  # the first of equal scores is kept
+    assert sparse.best_epoch == best
+    with pytest.raises(ValueError, match="eval_every"):
+        TrainConfig(eval_every=0)

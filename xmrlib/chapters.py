@@ -8,6 +8,7 @@ its executed copy goes to ``build/notebooks/<profile>/<dataset>/``.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 from pathlib import Path
@@ -56,6 +57,21 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             defaults[name] = spec.get("default")
     return defaults
+
+
+#: a named run of another chapter in a chapter's code: ``chapter_run("NN", ...)`` or a
+#: ``("NN", "name")`` key of :data:`xmrlib.chapter_runs.RUNS`
+_RELOAD_RE = re.compile(r'chapter_run\(\s*"(\d\d)"|\(\s*"(\d\d)",\s*"[^"\n]+"\s*\)')
+
+
+def reloaded_chapters(path: Path) -> set[str]:
+    """The other chapters whose named training runs the notebook ``path`` reloads (chapter 07
+    reloads those of 02-05, chapter 04 chapter 03's VSE++), read from its code cells."""
+    own = CHAPTER_RE.match(path.name)
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    found = {a or b for a, b in _RELOAD_RE.findall(code)}
+    return found - {own.group(1) if own else ""}
 
 
 def check_profile_dataset(profile: str, dataset: str) -> None:

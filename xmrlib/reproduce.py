@@ -55,7 +55,7 @@ from typing import Any, Sequence
 
 from xmrlib.book import assemble_book
 from xmrlib.chapters import (check_profile_dataset, discover_chapters, executed_dir,
-                             notebook_parameters, notebooks_dir)
+                             notebook_parameters, notebooks_dir, reloaded_chapters)
 from xmrlib.provenance import (data_provenance, describe_device, git_state, package_versions,
                                portable_path, relative_to_build)
 from xmrlib.report import REPORTED_PROFILES, write_report
@@ -312,25 +312,67 @@ class ChapterTask:
 
 def _run_parallel(tasks: list[ChapterTask], jobs: int) -> list[ChapterOutcome]:
     """Execute ``tasks`` ``jobs`` at a time, each chapter in a fresh process (its own
-    ``XMR_RESULTS_DIR``), longest first by the wall time of the chapter's previous results, so
-    that the short ones fill in at the end. Chapters that share a training run (chapter 07
-    reloads those of 02-05) cannot train it twice: :func:`xmrlib.runs.run_lock` makes the
+    ``XMR_RESULTS_DIR``), in the order of :func:`parallel_order`; a chapter that reloads other
+    chapters' runs starts when those chapters have finished, so it never waits on a run lock
+    nor trains another chapter's run. Chapters that share a training run otherwise (a run
+    named in two chapters) cannot train it twice: :func:`xmrlib.runs.run_lock` makes the
     second wait for the first and reload its run. Returns the outcomes in the tasks' order."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    def previous_wall(task: ChapterTask) -> float:
-        try:
-            info = json.loads((results_dir(task.profile, task.dataset, task.chapter)
-                               / "run.json").read_text(encoding="utf-8"))
-            return float(info.get("wall_s") or 0.0)
-        except (OSError, ValueError):
-            return 0.0
-
-    order = sorted(tasks, key=lambda t: (-previous_wall(t), t.chapter))
+    waits_for = _reloads(tasks)
+    pending, done = parallel_order(tasks), set()
+    outcomes: dict[str, ChapterOutcome] = {}
+    running: dict[Any, ChapterTask] = {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {t.chapter: pool.submit(run_chapter, t) for t in order}
-        return [futures[t.chapter].result() for t in tasks]
+        while pending or running:
+            ready = [t for t in pending if waits_for[t.chapter] <= done]
+            if not ready and not running:  # chapters reloading each other: start one anyway
+                ready = pending[:1]
+            for task in ready[:jobs - len(running)]:
+                pending.remove(task)
+                running[pool.submit(run_chapter, task)] = task
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                outcomes[task.chapter] = future.result()
+                done.add(task.chapter)
+    return [outcomes[t.chapter] for t in tasks]
+
+
+def parallel_order(tasks: list[ChapterTask]) -> list[ChapterTask]:
+    """Start order of a parallel run: the longest chain of work first. A chapter's chain is its
+    own cost (the wall time of its previous results) plus the longest chain of the chapters
+    that reload its runs (:func:`xmrlib.chapters.reloaded_chapters`), so the chapters whose runs
+    others reload start early and a chapter that reloads (07) comes last. Ties: chapter order."""
+    reloads = _reloads(tasks)
+    cost = {t.chapter: _previous_wall(t) for t in tasks}
+    chains: dict[str, float] = {}
+
+    def chain(chapter: str, seen: frozenset = frozenset()) -> float:
+        if chapter not in chains:
+            after = [c for c, before in reloads.items() if chapter in before and c not in seen]
+            chains[chapter] = cost[chapter] + max((chain(c, seen | {chapter}) for c in after),
+                                                  default=0.0)
+        return chains[chapter]
+
+    return sorted(tasks, key=lambda t: (-chain(t.chapter), t.chapter))
+
+
+def _reloads(tasks: list[ChapterTask]) -> dict[str, set[str]]:
+    """For each task, the other tasks' chapters whose runs it reloads."""
+    selected = {t.chapter for t in tasks}
+    return {t.chapter: reloaded_chapters(t.notebook) & selected for t in tasks}
+
+
+def _previous_wall(task: ChapterTask) -> float:
+    """Wall seconds of the chapter's previous results for its profile and data set (0: none)."""
+    try:
+        info = json.loads((results_dir(task.profile, task.dataset, task.chapter)
+                           / "run.json").read_text(encoding="utf-8"))
+        return float(info.get("wall_s") or 0.0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def run_chapter(task: ChapterTask, log=None) -> ChapterOutcome:

@@ -121,8 +121,7 @@ def chapter_train_config(chapter: str, profile: str, seed: int = 0, dataset: str
     values = dict(epochs=c["epochs"], lr=c["lr"], lr_update=c["lr_update"],
                   batch_size=c["batch_size"], seed=seed, eval_protocol=c["dev_protocol"],
                   eval_batch_size=c["eval_batch_size"])
-    if "weight_decay" in c:
-        values["weight_decay"] = c["weight_decay"]
+    values.update({k: c[k] for k in ("weight_decay", "eval_every") if k in c})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(values)
 

@@ -52,8 +52,14 @@ class TrainConfig:
     amp: str = "auto"  # "auto": bfloat16 autocast on CUDA; "bf16": also on CPU; "off"
     log_every: int = 50  # steps between progress-bar updates of the running loss
     eval_protocol: str = "1k"
+    eval_every: int = 1  # dev evaluation every N epochs and after the last; the best is kept
     eval_batch_size: int = 128
     gather_negatives: bool = True  # DDP: all-gather embeddings so negatives are global
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.eval_every, int) or self.eval_every < 1:
+            raise ValueError(f"TrainConfig.eval_every must be a positive integer (epochs between "
+                             f"dev evaluations), got {self.eval_every!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -268,17 +274,20 @@ def _step(state: _TrainState, batch: dict[str, Any], epoch: int, global_step: in
 
 
 def _end_epoch(state: _TrainState, epoch: int, dev_data: Any) -> None:
-    """Step the schedule, evaluate on dev, keep the best model, checkpoint, write the history."""
+    """Step the schedule, evaluate on dev (every ``eval_every`` epochs and after the last), keep
+    the best evaluated model, checkpoint, write the history."""
     state.history["epochs"].append({"epoch": epoch + 1,
                                     "step": (epoch + 1) * state.steps_per_epoch,
                                     "lr": state.optimizer.param_groups[0]["lr"]})
     state.scheduler.step()
-    metrics = _evaluate(state.model, dev_data, state.cfg, state.device) if state.rank == 0 else {}
+    due = (epoch + 1) % state.cfg.eval_every == 0 or epoch + 1 == state.cfg.epochs
+    metrics = (_evaluate(state.model, dev_data, state.cfg, state.device)
+               if state.rank == 0 and due else {})
     state.history["epochs"][-1].update(metrics)
     _settle(state.history)
     if state.rank == 0:
         rsum = metrics.get("rsum", float(epoch))  # no dev data: keep the last epoch
-        if rsum > state.best_rsum:
+        if due and rsum > state.best_rsum:
             state.best_rsum, state.best_epoch = rsum, epoch + 1
             atomic_torch_save(best_state(state.model, state.best_epoch, metrics),
                               state.run_dir / "model_best.pt")

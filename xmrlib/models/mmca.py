@@ -94,13 +94,36 @@ def stable_softmax(x: Tensor, dim: int = -1) -> Tensor:
     machine's instruction set (``torch.backends.cpu.get_cpu_capability()``), so an AVX2 and an
     AVX-512 machine get different last bits, which training amplifies (CONTRIBUTING.md,
     "Reproducibility"); the elementwise ops, ``amax`` and ``sum`` used here do not depend on it.
+    Under autograd the gradient is written out too (:class:`_StableSoftmax`).
     """
-    shift = x.amax(dim, keepdim=True).detach()
     if torch.is_grad_enabled() and x.requires_grad:
-        e = (x - shift).exp()
-        return e / e.sum(dim, keepdim=True)
-    e = x.sub(shift).exp_()  # no autograd: one buffer, overwritten in place
+        return _StableSoftmax.apply(x, dim)
+    return _softmax_values(x, dim)
+
+
+def _softmax_values(x: Tensor, dim: int) -> Tensor:
+    """The forward values of :func:`stable_softmax` (no autograd), in one new buffer."""
+    shift = x.amax(dim, keepdim=True)
+    e = x.sub(shift).exp_()
     return e.div_(e.sum(dim, keepdim=True))
+
+
+class _StableSoftmax(torch.autograd.Function):
+    """:func:`stable_softmax` with the softmax's own gradient, ``y * (g - sum(g * y))``, in three
+    elementwise passes instead of autograd's record of the shift, exp, sum and division (the
+    attention's largest cost in a training step)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
+        y = _softmax_values(x, dim)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(ctx.dim, keepdim=True)), None
 
 
 def ngram_conv(words: Tensor, conv: nn.Conv1d) -> Tensor:
