@@ -213,9 +213,15 @@ def test_chunked_similarity_and_two_stage():
     with torch.no_grad():
         cap = model.encode_captions(tokens, lengths)
         full = model.similarity(img, cap, lengths)
-        model.pair_chunk = 3
-        chunked = model.similarity(img, cap, lengths)
-        assert torch.allclose(full, chunked, atol=1e-6)
+        img_lens = torch.tensor([4, 1, 3, 2, 4])
+        by_pair = torch.tensor([[float(model.similarity(img[i:i + 1], cap[j:j + 1], lengths[j:j + 1],
+                                                        img_lens[i:i + 1]))
+                                 for j in range(7)] for i in range(5)])  # one pair at a time
+        assert torch.allclose(full, by_pair, atol=1e-6)
+        for chunk in (3, 8):  # tiles of 1 x 3 and 2 x 4 pairs over length-sorted rows
+            model.pair_chunk = chunk
+            chunked = model.similarity(img, cap, lengths)
+            assert torch.allclose(by_pair, chunked, atol=1e-6)
         i2t, t2i = two_stage_similarity(model, img, cap, lengths, None, k=100)
         exact = full.numpy()
         assert (np.argsort(-i2t, axis=1) == np.argsort(-exact, axis=1)).all()

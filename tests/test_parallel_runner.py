@@ -164,3 +164,19 @@ def test_a_chapter_that_reloads_starts_after_the_chapter_it_reloads(tmp_path, fr
                       for k in ("start", "end")) for c in ("01", "02", "03")}
     assert spans["02"][0] >= spans["01"][1], spans
     assert spans["03"][0] < spans["01"][1], spans  # 03 ran beside 01, not after 02
+
+
+def test_chapter_cost_adds_back_the_chapters_own_reloaded_runs(tmp_path):
+    """A cached rerun of chapter 05: its wall time plus the training seconds of its own runs
+    that it reloaded (10 + 20), once each; not chapter 03's run that it reloads by name (100 s),
+    nor a run it trained itself and then reloaded (5 s)."""
+    log = tmp_path / "runs_used.jsonl"
+    entries = [{"run": "mmca-a", "owner": "05", "reloaded": True, "seconds": 10.0},
+               {"run": "mmca-a", "owner": "05", "reloaded": True, "seconds": 10.0},
+               {"run": "a3vse-b", "owner": None, "reloaded": True, "seconds": 20.0},
+               {"run": "vsepp-c", "owner": "03", "reloaded": True, "seconds": 100.0},
+               {"run": "scan-d", "owner": "05", "reloaded": False, "seconds": None},
+               {"run": "scan-d", "owner": "05", "reloaded": True, "seconds": 5.0}]
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert rp.chapter_cost(60.0, log, "05") == 60.0 + 10.0 + 20.0
+    assert rp.chapter_cost(60.0, tmp_path / "absent.jsonl", "05") == 60.0

@@ -170,6 +170,25 @@ def test_fit_or_load_reuses_the_run(learn_shapes, tmp_path):
     assert third.run_dir not in (first.run_dir, other)
 
 
+def test_fit_or_load_notes_each_run_it_trains_or_reloads(learn_shapes, tmp_path, monkeypatch):
+    """The chapter runner's log (XMR_RUN_LOG): trained, then reloaded with its training seconds
+    (from the run folder's config.json to done.json) and the owner chapter it was asked for."""
+    log = tmp_path / "runs_used.jsonl"
+    monkeypatch.setenv("XMR_RUN_LOG", str(log))
+    train = load_precomp(learn_shapes, "train")
+    config = dict(vocab=_vocab_dict(train), img_dim=int(train.images.shape[-1]), embed_size=8,
+                  word_dim=4)
+    cfg = TrainConfig(epochs=1, batch_size=64, amp="off")
+    args = ("vsepp", config, train, None, cfg)
+    run = fit_or_load(*args, device="cpu", progress=False, root=tmp_path).run_dir
+    fit_or_load(*args, device="cpu", progress=False, root=tmp_path, owner="03")
+    first, second = (json.loads(line) for line in log.read_text().splitlines())
+    assert first == {"run": run.name, "owner": None, "reloaded": False, "seconds": None}
+    took = (run / "done.json").stat().st_mtime - (run / "config.json").stat().st_mtime
+    assert second == {"run": run.name, "owner": "03", "reloaded": True,
+                      "seconds": round(took, 1)}
+
+
 def test_full_profile_hyperparameters_run_on_real_format(learn_shapes, tmp_path):
     """The papers' sizes (embed 1024, word 300, batch 128, margin 0.2) on data in the real
     precomp layout: a few steps run, and the run folder rebuilds the same model."""

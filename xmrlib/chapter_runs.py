@@ -96,7 +96,8 @@ def chapter_run(chapter: str, name: str, train: Any, dev: Any, profile: str, see
     """
     model, config, cfg, train, dev = _resolve(chapter, name, train, dev, profile, seed, dataset,
                                               params)
-    return fit_or_load(model, config, train, dev, cfg, device=device, progress=progress)
+    return fit_or_load(model, config, train, dev, cfg, device=device, progress=progress,
+                       owner=chapter)
 
 
 def chapter_run_dir(chapter: str, name: str, train: Any, dev: Any, profile: str, seed: int = 0,

@@ -71,6 +71,8 @@ __all__ = ["BASE_PARAMETERS", "KERNEL_NAME", "ReproduceError", "parse_value", "p
 #: Parameters every chapter's ``parameters`` cell declares (CONTRIBUTING.md).
 BASE_PARAMETERS = ("profile", "dataset", "data_root", "device", "seed")
 KERNEL_NAME = "python3"
+#: the runs a chapter used, written by xmrlib.runs.note_run_use into its staging folder
+RUN_LOG = "runs_used.jsonl"
 
 
 def parse_value(text: str) -> Any:
@@ -342,11 +344,11 @@ def _run_parallel(tasks: list[ChapterTask], jobs: int) -> list[ChapterOutcome]:
 
 def parallel_order(tasks: list[ChapterTask]) -> list[ChapterTask]:
     """Start order of a parallel run: the longest chain of work first. A chapter's chain is its
-    own cost (the wall time of its previous results) plus the longest chain of the chapters
+    own cost (:func:`chapter_cost` of its previous results) plus the longest chain of the chapters
     that reload its runs (:func:`xmrlib.chapters.reloaded_chapters`), so the chapters whose runs
     others reload start early and a chapter that reloads (07) comes last. Ties: chapter order."""
     reloads = _reloads(tasks)
-    cost = {t.chapter: _previous_wall(t) for t in tasks}
+    cost = {t.chapter: _previous_cost(t) for t in tasks}
     chains: dict[str, float] = {}
 
     def chain(chapter: str, seen: frozenset = frozenset()) -> float:
@@ -365,14 +367,30 @@ def _reloads(tasks: list[ChapterTask]) -> dict[str, set[str]]:
     return {t.chapter: reloaded_chapters(t.notebook) & selected for t in tasks}
 
 
-def _previous_wall(task: ChapterTask) -> float:
-    """Wall seconds of the chapter's previous results for its profile and data set (0: none)."""
+def _previous_cost(task: ChapterTask) -> float:
+    """Cost in seconds of the chapter's previous results for its profile and data set
+    (:func:`chapter_cost`; results written before it: their wall time; 0: none)."""
     try:
         info = json.loads((results_dir(task.profile, task.dataset, task.chapter)
                            / "run.json").read_text(encoding="utf-8"))
-        return float(info.get("wall_s") or 0.0)
+        return float(info.get("cost_s") or info.get("wall_s") or 0.0)
     except (OSError, ValueError):
         return 0.0
+
+
+def chapter_cost(wall: float, run_log: Path, chapter: str) -> float:
+    """What a chapter costs when it trains its own runs: its wall time plus the training seconds
+    of the runs it reloaded instead (from the run log of :func:`xmrlib.runs.note_run_use`),
+    counting its own runs only (not the runs of other chapters that it reloads by name), once
+    each, and not a run it trained itself earlier in the same execution."""
+    entries = []
+    if run_log.exists():
+        entries = [json.loads(line) for line in run_log.read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+    trained = {e["run"] for e in entries if not e["reloaded"]}
+    reloaded = {e["run"]: e["seconds"] or 0.0 for e in entries
+                if e["reloaded"] and e["owner"] in (None, chapter) and e["run"] not in trained}
+    return wall + sum(reloaded.values())
 
 
 def run_chapter(task: ChapterTask, log=None) -> ChapterOutcome:
@@ -396,6 +414,8 @@ def run_chapter(task: ChapterTask, log=None) -> ChapterOutcome:
     running = executed.with_name(f".{nb.stem}.running-{staging.name[:8]}.ipynb")
     previous = os.environ.get("XMR_RESULTS_DIR")
     os.environ["XMR_RESULTS_DIR"] = str(staging)
+    staging.mkdir(parents=True)
+    os.environ["XMR_RUN_LOG"] = str(staging / RUN_LOG)  # xmrlib.runs.note_run_use
     executed.parent.mkdir(parents=True, exist_ok=True)
     start, t0 = datetime.now(timezone.utc), time.perf_counter()
     log(f"[{chapter}] running {nb.name} ({profile}, {dataset})")
@@ -409,6 +429,7 @@ def run_chapter(task: ChapterTask, log=None) -> ChapterOutcome:
             os.replace(running, failed_copy)
         error = _failure_message(chapter, exc, nb, failed_copy)
     finally:
+        os.environ.pop("XMR_RUN_LOG", None)
         if previous is None:
             os.environ.pop("XMR_RESULTS_DIR", None)
         else:
@@ -421,7 +442,9 @@ def run_chapter(task: ChapterTask, log=None) -> ChapterOutcome:
             "git": task.git, "packages": task.versions, "device": task.device_name,
             "python": platform.python_version(), "platform": platform.platform(),
             "start": start.isoformat(), "end": datetime.now(timezone.utc).isoformat(),
-            "wall_s": round(wall, 2), "data": task.data_info, "files": [], "error": error}
+            "wall_s": round(wall, 2),
+            "cost_s": round(chapter_cost(wall, staging / RUN_LOG, chapter), 2),
+            "data": task.data_info, "files": [], "error": error}
     failed_json = build_dir() / "failed" / profile / dataset / f"{chapter}.json"
     if error is None:
         _publish(staging / profile / dataset / chapter, final, info)

@@ -10,6 +10,7 @@ several GPUs under ``torchrun``.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -85,12 +86,13 @@ def planned_run(model_name: str, model_config: dict[str, Any], train_data: Any, 
 
 def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, dev_data: Any,
                 cfg: TrainConfig, device: str | torch.device = "auto", progress: bool = True,
-                root: str | Path | None = None) -> FitResult:
+                root: str | Path | None = None, owner: str | None = None) -> FitResult:
     """Train ``model_name`` on ``train_data`` unless the same run exists; then just load it.
 
     The run folder is keyed by a hash of the model's full config (defaults included), ``cfg``
     and the identity of the training and dev data; an interrupted run resumes. Under torchrun
-    the loader is sharded by rank.
+    the loader is sharded by rank. ``owner``: the chapter whose named run this is
+    (:func:`xmrlib.chapter_runs.chapter_run`), for the runner's log (:func:`note_run_use`).
     """
     from xmrlib.data import make_loader
 
@@ -99,9 +101,39 @@ def fit_or_load(model_name: str, model_config: dict[str, Any], train_data: Any, 
                                           root)
     loader = make_loader(train_data, model.tokenize, cfg.batch_size, shuffle=True,
                          seed=cfg.seed, rank=rank, world_size=world)
+    return locked_fit(model, loader, dev_data, cfg, run_dir, data_id, device, progress, owner,
+                      rank)
+
+
+def locked_fit(model: nn.Module, loader: Any, dev_data: Any, cfg: TrainConfig, run_dir: Path,
+               data_id: dict[str, Any], device: str | torch.device = "auto",
+               progress: bool = True, owner: str | None = None, rank: int = 0) -> FitResult:
+    """``fit`` (resuming) under the run's lock (:func:`run_lock`), noting in the chapter
+    runner's log whether the run was trained or reloaded (:func:`note_run_use`)."""
     with run_lock(run_dir, rank):
-        return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
-                   progress=progress, data_id=data_id)
+        reloaded = (run_dir / "done.json").exists()
+        result = fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
+                     progress=progress, data_id=data_id)
+    if rank == 0:
+        note_run_use(run_dir, reloaded, owner)
+    return result
+
+
+def note_run_use(run_dir: Path, reloaded: bool, owner: str | None = None) -> None:
+    """Append a line to the log of the runs a chapter used (``XMR_RUN_LOG``, set by the chapter
+    runner; nothing without it): the run, the chapter that owns it when another chapter reloads
+    it by name (``owner``), and for a reloaded run its training seconds. The runner adds those
+    of the chapter's own reloaded runs to its wall time: what the chapter costs when it trains
+    them, the cost by which :func:`xmrlib.reproduce.parallel_order` orders a parallel build."""
+    log = os.environ.get("XMR_RUN_LOG")
+    if not log:
+        return
+    from xmrlib.costs import training_seconds
+
+    entry = {"run": run_dir.name, "owner": owner, "reloaded": reloaded,
+             "seconds": round(training_seconds(run_dir), 1) if reloaded else None}
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
 
 
 def run_lock(run_dir: Path, rank: int = 0) -> Any:

@@ -20,8 +20,7 @@ from xmrlib.evaluation import evaluate
 from xmrlib.evaluation.bootstrap import paired_bootstrap, rsum_per_image
 from xmrlib.models import build_model
 from xmrlib.models.a3vse import A3VSE
-from xmrlib.runs import run_data_identity, run_dir_for, run_lock
-from xmrlib.train import fit
+from xmrlib.runs import locked_fit, run_data_identity, run_dir_for
 from xmrlib.utils import resolve_device, seed_everything
 from xmrlib.vocab import Vocabulary
 
@@ -70,9 +69,7 @@ def fit_sparse(model_name: str, model_config: dict[str, Any], split: Any, dev_da
                "semantics": semantics, "steps_per_epoch": steps_per_epoch,
                "u_batch_size": u_batch_size}
     run_dir = run_dir_for(model_name, model.config, cfg, data_id, root)
-    with run_lock(run_dir):
-        return fit(model, loader, dev_data, cfg, run_dir, resume=True, device=device,
-                   progress=progress, data_id=data_id)
+    return locked_fit(model, loader, dev_data, cfg, run_dir, data_id, device, progress)
 
 
 def sg_baseline_similarity(scenes: list[dict[str, Any]], captions: list[str],
