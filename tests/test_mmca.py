@@ -214,9 +214,9 @@ def test_chunked_similarity_and_two_stage():
         cap = model.encode_captions(tokens, lengths)
         full = model.similarity(img, cap, lengths)
         img_lens = torch.tensor([4, 1, 3, 2, 4])
-        by_pair = torch.tensor([[float(model.similarity(img[i:i + 1], cap[j:j + 1], lengths[j:j + 1],
-                                                        img_lens[i:i + 1]))
-                                 for j in range(7)] for i in range(5)])  # one pair at a time
+        one = lambda i, j: float(model.similarity(img[i:i + 1], cap[j:j + 1], lengths[j:j + 1],
+                                                  img_lens[i:i + 1]))  # one pair at a time
+        by_pair = torch.tensor([[one(i, j) for j in range(7)] for i in range(5)])
         assert torch.allclose(full, by_pair, atol=1e-6)
         for chunk in (3, 8):  # tiles of 1 x 3 and 2 x 4 pairs over length-sorted rows
             model.pair_chunk = chunk

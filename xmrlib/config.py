@@ -69,9 +69,9 @@ BASE: dict[str, dict[str, Any]] = {
     # its last epoch).
     "05": {"embed_size": 32, "heads": 4, "alpha": 0.2, "epochs": 4, "eval_every": 4,
            "batch_size": 16, "lr": 2e-3, "lr_update": 3, "max_violation": False,
-           "n_train_images": 500, "n_dev_images": 100, "n_eval_images": 200, "hidden_sizes": [16, 64],
-           "alphas": [0.0, 0.8], "ablations": True, "two_stage_k": [5, 20, 50],
-           "tsne_points": 300, "n_seeds": 3, "size_seeds": 1},
+           "n_train_images": 500, "n_dev_images": 100, "n_eval_images": 200,
+           "hidden_sizes": [16, 64], "alphas": [0.0, 0.8], "ablations": True,
+           "two_stage_k": [5, 20, 50], "tsne_points": 300, "n_seeds": 3, "size_seeds": 1},
     # 06 A3VSE. Ours: every run trains steps_per_epoch * epochs steps (150: book budget, about
     # 60 runs), and every model (A3VSE and the baselines) sums the hinge over all negatives
     # (max_violation False): with hardest negatives from step 0 and no warm-up, a few hundred
