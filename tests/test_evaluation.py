@@ -399,3 +399,23 @@ def test_paired_bootstrap_constant_and_swapped_differences():
     assert ab["delta"] == pytest.approx(float(np.mean(a - b))) == pytest.approx(-ba["delta"])
     assert ab["ci_low"] == pytest.approx(-ba["ci_high"])
     assert ab["p_b_better"] == pytest.approx(1.0 - ba["p_b_better"])  # no resample mean is 0
+
+
+def test_sims_metrics_hand_folds_and_errors():
+    """Metrics from given matrices: fold by fold as written here, binding inside each fold."""
+    data, rng = fake_data(n=10)
+    sims = rng.standard_normal((10, 50))
+    got = ev.sims_metrics(sims, data, "1k")
+    assert_metrics_equal({k: got[k] for k in ev.METRIC_KEYS}, ev.recall_metrics(sims))
+    assert got["binding_acc"] == pytest.approx(ev.binding_accuracy(sims, data.groups))
+    folds = [sims[2 * f:2 * f + 2, 10 * f:10 * f + 10] for f in range(5)]  # 2 images per fold
+    got5 = ev.sims_metrics(folds, data, "5fold1k")
+    want_rsum = np.mean([ev.recall_metrics(s)["rsum"] for s in folds])
+    want_bind = np.mean([ev.binding_accuracy(s, data.groups[2 * f:2 * f + 2])
+                         for f, s in enumerate(folds)])
+    assert got5["rsum"] == pytest.approx(want_rsum)
+    assert got5["binding_acc"] == pytest.approx(want_bind)
+    with pytest.raises(ValueError, match="1 score matrices for the 5 fold"):
+        ev.sims_metrics(sims, data, "5fold1k")
+    with pytest.raises(ValueError, match=r"needs a \(10, 50\) score matrix, got \(10, 40\)"):
+        ev.sims_metrics(sims[:, :40], data, "1k")

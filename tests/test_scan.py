@@ -342,3 +342,64 @@ def test_public_path_of_xattn_scores():
     import xmrlib.models.scan as scan
 
     assert scan.xattn_scores is xattn_scores
+
+
+def test_ensemble_scores_from_member_matrices():
+    """Scoring the ensemble from its members' stored score matrices (chapter 04) gives the
+    metrics of evaluating the ensemble model itself, on one gallery and on 5 folds."""
+    from types import SimpleNamespace
+
+    from xmrlib.evaluation import evaluate, sims_metrics
+    from xmrlib.models import build_model
+    from xmrlib.models.scan import SCANEnsemble
+    from xmrlib.vocab import Vocabulary
+
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "circle", "square", "left", "of", "a", "two"]
+    captions = [" ".join(rng.choice(words, rng.integers(2, 6))) for _ in range(50)]
+    data = SimpleNamespace(images=rng.standard_normal((10, 3, 6)).astype(np.float32),
+                           n_regions=rng.integers(1, 4, 10), captions=captions,
+                           captions_per_image=5, groups=np.arange(10) // 2)
+    vocab = Vocabulary.build(captions).to_dict()
+    torch.manual_seed(0)
+    first, second = (build_model("scan", vocab=vocab, img_dim=6, embed_size=8, word_dim=5,
+                                 attention=a, agg=g) for a, g in (("t2i", "AVG"), ("i2t", "LSE")))
+    ensemble = SCANEnsemble.from_models(first, second)
+    for protocol in ("1k", "5fold1k"):
+        _, s1 = evaluate(first, data, protocol, device="cpu", return_sims=True)
+        _, s2 = evaluate(second, data, protocol, device="cpu", return_sims=True)
+        want, s_ens = evaluate(ensemble, data, protocol, device="cpu", return_sims=True)
+        got = sims_metrics(SCANEnsemble.average(s1, s2), data, protocol)
+        assert got == pytest.approx(want, abs=1e-9)
+        pairs = zip(*(s if isinstance(s, list) else [s] for s in (s_ens, s1, s2)))
+        for ens, a, b in pairs:  # element by element, as the paper defines it
+            np.testing.assert_allclose(ens, [[(a[i, j] + b[i, j]) / 2 for j in range(a.shape[1])]
+                                             for i in range(a.shape[0])], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention,agg,norm", [("t2i", "LSE", "clipped_l2norm"),
+                                                ("i2t", "AVG", "clipped_l2norm"),
+                                                ("t2i", "Max", "softmax")])
+def test_pair_scores_equal_the_grid_entries(attention, agg, norm):
+    """Aligned pairs (a two-stage shortlist) score what the full grid gives those pairs, with
+    padded regions and words; in blocks smaller than the number of pairs."""
+    from xmrlib.models import build_model
+    from xmrlib.vocab import Vocabulary
+
+    captions = ["a red circle", "a blue square left of a circle", "green", "two red squares",
+                "a small green circle above a square"]
+    torch.manual_seed(0)
+    model = build_model("scan", vocab=Vocabulary.build(captions).to_dict(), img_dim=6,
+                        embed_size=8, word_dim=5, attention=attention, agg=agg,
+                        raw_feature_norm=norm).eval()
+    tokens, lengths = model.tokenize(captions)
+    n_regions = torch.tensor([3, 1, 2, 3])
+    with torch.no_grad():
+        img = model.encode_images(torch.randn(4, 3, 6), n_regions)
+        cap = model.encode_captions(tokens, lengths)
+        grid = model.similarity(img, cap, lengths, n_regions)  # (4, 5)
+        ii = torch.tensor([0, 3, 1, 1, 2, 0, 3])
+        cc = torch.tensor([4, 0, 2, 1, 3, 0, 4])
+        got = model.pair_scores(img, cap, ii, cc, lengths, n_regions, block=3)
+    torch.testing.assert_close(got, grid[ii, cc], rtol=1e-5, atol=1e-6)
+    assert model.pair_scores(img, cap, ii[:0], cc[:0], lengths, n_regions).shape == (0,)

@@ -100,6 +100,34 @@ def similarity_matrix(model: torch.nn.Module, img_emb: Tensor, cap_emb: Tensor,
     return out
 
 
+def sims_metrics(sims: np.ndarray | list[np.ndarray], data: Any, protocol: str = "1k"
+                 ) -> dict[str, float]:
+    """The metrics :func:`evaluate` returns, from score matrices already computed.
+
+    ``sims`` is what ``evaluate(..., return_sims=True)`` gives for ``data`` under ``protocol``:
+    one ``(N, cpi*N)`` array, or for ``"5fold1k"`` the list of the five fold matrices. Scores
+    combined outside a model (SCAN's ensemble averages two models' matrices) are scored here
+    without encoding the split again.
+    """
+    cpi = int(getattr(data, "captions_per_image", 5))
+    folds = protocol_folds(len(data.images), protocol)
+    fold_sims = sims if isinstance(sims, list) else [sims]
+    if len(fold_sims) != len(folds):
+        raise ValueError(f"sims_metrics: {len(fold_sims)} score matrices for the {len(folds)} "
+                         f"fold(s) of protocol {protocol!r}")
+    groups = getattr(data, "groups", None)
+    fold_metrics = []
+    for (a, b), s in zip(folds, fold_sims):
+        if s.shape != (b - a, cpi * (b - a)):
+            raise ValueError(f"sims_metrics: a fold of {b - a} images needs a "
+                             f"({b - a}, {cpi * (b - a)}) score matrix, got {s.shape}")
+        m = recall_metrics(s, cpi)
+        if groups is not None:
+            m["binding_acc"] = binding_accuracy(s, np.asarray(groups)[a:b], cpi)
+        fold_metrics.append(m)
+    return fold_metrics[0] if len(folds) == 1 else average_folds(fold_metrics)
+
+
 def evaluate(model: torch.nn.Module, data: Any, protocol: str = "1k", batch_size: int = 256,
              device: str | torch.device = "auto", return_sims: bool = False,
              chunk: int = 1000, progress: bool = False
@@ -121,18 +149,10 @@ def evaluate(model: torch.nn.Module, data: Any, protocol: str = "1k", batch_size
     img_emb, cap_emb, cap_lens = encode_dataset(model, data, batch_size, device, progress)
     n_regions = getattr(data, "n_regions", None)
     img_lens = None if n_regions is None else torch.as_tensor(np.asarray(n_regions))
-    groups = getattr(data, "groups", None)
-    fold_metrics, fold_sims = [], []
-    for a, b in folds:
-        sims = similarity_matrix(model, img_emb[a:b], cap_emb[cpi * a:cpi * b],
-                                 cap_lens[cpi * a:cpi * b],
-                                 None if img_lens is None else img_lens[a:b], chunk, device)
-        m = recall_metrics(sims, cpi)
-        if groups is not None:
-            m["binding_acc"] = binding_accuracy(sims, np.asarray(groups)[a:b], cpi)
-        fold_metrics.append(m)
-        fold_sims.append(sims)
-    metrics = fold_metrics[0] if len(folds) == 1 else average_folds(fold_metrics)
-    if return_sims:
-        return metrics, (fold_sims[0] if len(folds) == 1 else fold_sims)
-    return metrics
+    fold_sims = [similarity_matrix(model, img_emb[a:b], cap_emb[cpi * a:cpi * b],
+                                   cap_lens[cpi * a:cpi * b],
+                                   None if img_lens is None else img_lens[a:b], chunk, device)
+                 for a, b in folds]
+    sims = fold_sims[0] if len(folds) == 1 else fold_sims
+    metrics = sims_metrics(sims, data, protocol)
+    return (metrics, sims) if return_sims else metrics

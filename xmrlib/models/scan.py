@@ -20,7 +20,8 @@ from xmrlib.losses import hinge_triplet_loss
 from xmrlib.models.common import (RNNTextEncoder, RegionProjection, autocast_off, full_precision,
                                   l2norm)
 from xmrlib.models.scan_kernel import (  # xattn_scores: also the public path from here
-    AGGREGATIONS, ATTENTIONS, ArrayLike, raw_norm, summax_scores, xattn_scores)
+    AGGREGATIONS, ATTENTIONS, ArrayLike, raw_norm, summax_scores, xattn_pair_scores,
+    xattn_scores)
 
 
 class SCAN(nn.Module):
@@ -86,6 +87,24 @@ class SCAN(nn.Module):
         with autocast_off(img_emb):
             return xattn_scores(full_precision(img_emb), full_precision(cap_emb), cap_lens,
                                 img_lens=img_lens, **self.xattn)
+
+    def pair_scores(self, img_emb: Tensor, cap_emb: Tensor, img_idx: Tensor, cap_idx: Tensor,
+                    cap_lens: Tensor, img_lens: Tensor | None = None,
+                    block: int = 4096) -> Tensor:
+        """Scores of the pairs (img_idx[p], cap_idx[p]) -> (P,), ``block`` pairs at a time, each
+        block's captions trimmed to its longest (as MMCA's ``pair_scores``: a two-stage system
+        scores only its shortlists). Equal to the matching entries of :meth:`similarity`."""
+        kw = {k: v for k, v in self.xattn.items() if k != "chunk_size"}
+        out = []
+        for s in range(0, len(img_idx), block):
+            ii, cc = img_idx[s:s + block], cap_idx[s:s + block]
+            lens = cap_lens[cc]
+            il = None if img_lens is None else img_lens[ii]
+            with autocast_off(img_emb):
+                out.append(xattn_pair_scores(full_precision(img_emb[ii]),
+                                             full_precision(cap_emb[cc, :int(lens.max())]),
+                                             lens, il, **kw))
+        return torch.cat(out) if out else img_emb.new_zeros(0)
 
     def loss(self, batch: dict[str, Tensor], progress: float,
              gather: Any = None) -> tuple[Tensor, dict[str, float]]:
@@ -156,12 +175,20 @@ class SCANEnsemble(nn.Module):
     def encode_captions(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         return torch.cat([m.encode_captions(tokens, lengths) for m in self.members], -1)
 
+    @staticmethod
+    def average(first: Any, second: Any) -> Any:
+        """The ensemble's scores from its two members' scores: their mean (tensors or arrays of
+        the same shape, or lists of fold matrices as ``evaluate(..., return_sims=True)`` gives)."""
+        if isinstance(first, list):
+            return [SCANEnsemble.average(a, b) for a, b in zip(first, second, strict=True)]
+        return (first + second) / 2
+
     def similarity(self, img_emb: Tensor, cap_emb: Tensor, cap_lens: Tensor | None = None,
                    img_lens: Tensor | None = None) -> Tensor:
         """Mean of the members' cross-attention scores (n_img, n_cap)."""
         imgs, caps = img_emb.split(self.sizes, -1), cap_emb.split(self.sizes, -1)
-        return sum(m.similarity(i, c, cap_lens, img_lens)
-                   for m, i, c in zip(self.members, imgs, caps)) / 2
+        return self.average(*(m.similarity(i, c, cap_lens, img_lens)
+                              for m, i, c in zip(self.members, imgs, caps)))
 
     def loss(self, batch: dict[str, Tensor], progress: float,
              gather: Any = None) -> tuple[Tensor, dict[str, float]]:

@@ -374,6 +374,37 @@ def xattn_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
     return _chunked(fn, images, captions, cap_lens, img_lens, chunk_size, prepare)
 
 
+def xattn_pair_scores(images: Tensor, captions: Tensor, cap_lens: Tensor,
+                      img_lens: Tensor | None = None, attention: str = "t2i",
+                      lambda_softmax: float = 9.0, agg: str = "LSE", lambda_lse: float = 6.0,
+                      raw_feature_norm: str = "clipped_l2norm") -> Tensor:
+    """SCAN similarity of aligned pairs, ``images[p]`` with ``captions[p]`` -> (P,).
+
+    The same steps as :func:`xattn_scores`, for P pairs that do not form a grid: a two-stage system
+    re-scores each query's own shortlist, so the images and captions of its pairs are gathered
+    and scored side by side, one (regions x words) similarity matrix per pair.
+    ``images`` (P, R, d), ``captions`` (P, L, d), ``cap_lens`` (P,), ``img_lens`` (P,) or None.
+    """
+    n, n_reg, _ = images.shape
+    if captions.shape[0] != n or cap_lens.shape != (n,):
+        raise ValueError(f"xattn_pair_scores: {n} images need {n} captions and lengths, got "
+                         f"{captions.shape[0]} and {tuple(cap_lens.shape)}")
+    wmask = length_mask(cap_lens.to(captions.device), captions.shape[1])  # (P, L)
+    rmask = (torch.ones(n, n_reg, dtype=torch.bool, device=images.device) if img_lens is None
+             else length_mask(img_lens.to(images.device), n_reg))  # (P, R)
+    cap = captions * wmask[..., None].to(captions.dtype)
+    img = images * rmask[..., None].to(images.dtype)
+    ctx, kmask, qry, qmask = (img, rmask, cap, wmask) if attention == "t2i" else \
+        (cap, wmask, img, rmask)
+    sims = (ctx @ qry.transpose(1, 2))[:, :, None]  # (P, Lk, 1, Lq): one query per context
+    gram = ctx @ ctx.transpose(1, 2)  # (P, Lk, Lk)
+    inplace = not (torch.is_grad_enabled() and (img.requires_grad or cap.requires_grad))
+    dot, ctx2, z = _attend(sims, gram, kmask[:, :, None, None], qmask[:, None, None],
+                           lambda_softmax, raw_feature_norm, inplace)[:, :, 0]  # (P, Lq) each
+    rel = dot / torch.maximum(qry.norm(dim=-1) * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
+    return _aggregate(rel, qmask, agg, lambda_lse)  # (P,)
+
+
 def summax_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
                   attention: str = "t2i", img_lens: ArrayLike | None = None,
                   chunk_size: int | tuple[int, int] = (64, 64)) -> Tensor:
