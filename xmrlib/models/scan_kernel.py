@@ -135,6 +135,15 @@ def _attend(s: Tensor, gram: Tensor, kmask: Tensor | None, qmask: Tensor | None,
     return torch.stack([dot, ctx2, z])
 
 
+def _relevance_scores(dot: Tensor, ctx2: Tensor, z: Tensor, qnorm: Tensor, qmask: Tensor,
+                      agg: str, lambda_lse: float) -> Tensor:
+    """Relevance of every query item to its attended context, aggregated over the query items:
+    the official cosine ``dot / max(|q| |ctx|, 1e-8)`` from :func:`_attend`'s terms (each scaled
+    by ``z``), ``qnorm`` the query items' norms (broadcastable to ``dot``, last axis Lq)."""
+    rel = dot / torch.maximum(qnorm * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
+    return _aggregate(rel, qmask, agg, lambda_lse)
+
+
 def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
                   attention: str, lambda_softmax: float, agg: str, lambda_lse: float,
                   raw_feature_norm: str, gram: Tensor | None = None,
@@ -176,9 +185,7 @@ def _chunk_scores(img: Tensor, cap: Tensor, cap_lens: Tensor, img_lens: Tensor,
         out.append(_attend(s, gram[k0:k0 + step], km, qm, lambda_softmax, raw_feature_norm,
                            inplace))  # (3, g, nq, Lq)
     dot, ctx2, z = torch.cat(out, 1)  # (nk, nq, Lq) each
-    # the official cosine dot / max(|q| |ctx|, 1e-8), with every term scaled by z
-    rel = dot / torch.maximum(qnorm * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
-    scores = _aggregate(rel, qmask, agg, lambda_lse)  # (nk, nq)
+    scores = _relevance_scores(dot, ctx2, z, qnorm, qmask, agg, lambda_lse)  # (nk, nq)
     return scores if attention == "t2i" else scores.t()
 
 
@@ -401,8 +408,7 @@ def xattn_pair_scores(images: Tensor, captions: Tensor, cap_lens: Tensor,
     inplace = not (torch.is_grad_enabled() and (img.requires_grad or cap.requires_grad))
     dot, ctx2, z = _attend(sims, gram, kmask[:, :, None, None], qmask[:, None, None],
                            lambda_softmax, raw_feature_norm, inplace)[:, :, 0]  # (P, Lq) each
-    rel = dot / torch.maximum(qry.norm(dim=-1) * ctx2.clamp(min=0).sqrt(), 1e-8 * z)
-    return _aggregate(rel, qmask, agg, lambda_lse)  # (P,)
+    return _relevance_scores(dot, ctx2, z, qry.norm(dim=-1), qmask, agg, lambda_lse)  # (P,)
 
 
 def summax_scores(images: ArrayLike, captions: ArrayLike, cap_lens: ArrayLike,
